@@ -1,0 +1,1 @@
+"""Cgroup discovery, pid → cgroup resolution and typed snapshots (v1, hybrid, v2)."""

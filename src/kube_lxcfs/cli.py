@@ -1,0 +1,59 @@
+"""Command line entry point: ``kube-lxcfs SUBCOMMAND ...``.
+
+Exit codes: 0 success, 1 failure, 2 usage error (argparse's own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from kube_lxcfs import __version__
+from kube_lxcfs.commands import SUBCOMMANDS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser; every subcommand registers itself."""
+    parser = argparse.ArgumentParser(
+        prog="kube-lxcfs",
+        description=(
+            "Container-accurate /proc: a FUSE filesystem that renders /proc and "
+            "/sys/devices/system/cpu from the reader's cgroup, the Kubernetes admission "
+            "webhook that injects it into pods, and a single-machine runner."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"kube-lxcfs {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"kube_lxcfs.commands.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen subcommand; return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.DEBUG if getattr(args, "debug", False) else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+    try:
+        return int(handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

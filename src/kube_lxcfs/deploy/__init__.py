@@ -1,0 +1,1 @@
+"""Deployment: manifests rendered from one source of truth, install/uninstall, doctor."""

@@ -1,0 +1,1 @@
+"""Repair of containers' bind mounts after a daemon restart."""

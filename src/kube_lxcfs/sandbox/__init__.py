@@ -1,0 +1,1 @@
+"""Single-machine mode: run a command under limits with the virtual /proc."""

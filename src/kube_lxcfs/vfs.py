@@ -1,0 +1,47 @@
+"""The contract between the virtual tree (core) and the FUSE adapter (shell).
+
+The core builds a :class:`VirtualTree` that knows every served path and how to
+render it for a given reader; the adapter only translates kernel requests into
+these three calls and keeps per-open snapshots and offsets.  Paths are absolute
+inside the mount, e.g. ``/proc/meminfo`` or ``/sys/devices/system/cpu/online``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+NodeKind = Literal["file", "dir", "symlink"]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One entry of the tree, as ``getattr`` needs it."""
+
+    kind: NodeKind
+    mode: int
+    """Permission bits only (e.g. ``0o444``); the adapter adds the file type."""
+    target: str | None = None
+    """Link target, for ``kind == "symlink"``."""
+    size: int = 0
+    """Size reported by ``getattr``; 0 for rendered files, like /proc."""
+
+
+class VirtualTree(Protocol):
+    """What the FUSE adapter serves."""
+
+    def lookup(self, path: str) -> Node | None:
+        """The node at ``path``, or ``None`` if there is none (ENOENT)."""
+        ...
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in the directory ``path`` (without ``.`` and ``..``)."""
+        ...
+
+    def read(self, path: str, pid: int) -> bytes:
+        """The whole content of file ``path`` as process ``pid`` must see it.
+
+        Never raises for a served file: faults (vanished pid, removed cgroup,
+        malformed cgroup file) fall back to the host's content and are logged once.
+        """
+        ...

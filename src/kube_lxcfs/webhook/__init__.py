@@ -1,0 +1,1 @@
+"""The mutating admission webhook: pure AdmissionReview → JSON patch, and its HTTPS server."""
