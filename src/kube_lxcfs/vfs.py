@@ -45,3 +45,24 @@ class VirtualTree(Protocol):
         malformed cgroup file) fall back to the host's content and are logged once.
         """
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class FsOptions:
+    """How the filesystem renders; set from ``kube-lxcfs fs`` flags.
+
+    The roots make every reader testable against a recorded tree.
+    """
+
+    swap: bool = True
+    """Virtualize swap (``-u/--disable-swap`` turns it off: SwapTotal/SwapFree 0)."""
+    loadavg: bool = True
+    """Per-cgroup loadavg (``--disable-loadavg`` serves the host's)."""
+    cpu_view: Literal["quota", "cpuset"] = "quota"
+    """Visible CPUs = min(cpuset, ceil(quota/period)) or just the cpuset."""
+    cgroup_of: Literal["reader", "init"] = "reader"
+    """Whose cgroup answers: the reading process's, or its pid-namespace init's (lxcfs)."""
+    proc_root: str = "/proc"
+    sys_root: str = "/sys"
+    mountinfo: str = "/proc/self/mountinfo"
+    """Where the cgroup hierarchies are discovered from."""
