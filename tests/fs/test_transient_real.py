@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from kube_lxcfs.cgroups.transient import (
-    MiB,
     CgroupBusyError,
     CgroupError,
     Limits,
+    MiB,
     create_cgroup,
     discover_layout,
     iter_cgroup_paths,

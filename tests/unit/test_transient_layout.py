@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from kube_lxcfs.cgroups.transient import (
-    MiB,
     CgroupError,
     Hierarchy,
     Layout,
     Limits,
+    MiB,
     create_cgroup,
     parse_cgroup_mounts,
 )
@@ -121,7 +121,9 @@ def test_v2_writes_limits_and_enables_controllers_in_every_ancestor(tmp_path: Pa
     """A fake cgroup2 tree: the files a pure v2 host gets, in the v2 units."""
     (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids hugetlb\n")
     (tmp_path / "cgroup.subtree_control").write_text("memory\n")
-    unified = Hierarchy(tmp_path, 2, frozenset("cpuset cpu io memory pids hugetlb".split()))
+    unified = Hierarchy(
+        tmp_path, 2, frozenset(["cpuset", "cpu", "io", "memory", "pids", "hugetlb"])
+    )
     limits = Limits(memory=256 * MiB, memory_swap=384 * MiB, cpu_quota=50_000, cpuset="0-1")
     cg = create_cgroup("outer/inner", limits, layout=_layout(unified))
     leaf = tmp_path / "outer" / "inner"
