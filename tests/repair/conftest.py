@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import Holder, LxcfsSource
+from .helpers import Holder, KubeLxcfsSource, LxcfsSource
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -30,6 +30,17 @@ def lxcfs(tmp_path: Path) -> Iterator[LxcfsSource]:
 def shared_lxcfs(tmp_path: Path) -> Iterator[LxcfsSource]:
     """lxcfs under a shared mount, so its remounts propagate into slave namespaces."""
     source = LxcfsSource(tmp_path / "lxcfs-shared", shared=True)
+    try:
+        source.start()
+        yield source
+    finally:
+        source.close()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[KubeLxcfsSource]:
+    """Our daemon, started; the test may kill and restart it."""
+    source = KubeLxcfsSource(tmp_path / "kube-lxcfs")
     try:
         source.start()
         yield source

@@ -21,6 +21,7 @@ daemon is down, and the next start puts the files back.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -53,7 +54,8 @@ def _fuse_exit_callable() -> Callable[[], None] | None:
         return None
     if not pointer:
         return None
-    return lambda: libfuse.fuse_exit(pointer)
+    handle = ctypes.c_void_p(pointer)  # a bare int would be passed as a 32-bit C int
+    return lambda: libfuse.fuse_exit(handle)
 
 
 class RestartHandling:
