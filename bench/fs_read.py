@@ -307,6 +307,16 @@ def print_table(rows: Sequence[Row]) -> None:
         print_row(r)
 
 
+def check_virtual(target: Target, cgroup: TransientCgroup, limits: Limits) -> None:
+    """Refuse to measure a daemon that does not render the reader's cgroup."""
+    assert limits.memory is not None
+    first = cgroup.run(["head", "-1", str(target.root / "proc/meminfo")]).stdout.split()
+    expected = str(limits.memory // 1024)
+    if first[1:2] != [expected]:
+        raise RuntimeError(f"{target.name} shows {first} for a {expected} kB cgroup")
+    print(f"# {target.name}: MemTotal {first[1]} kB in the benchmark cgroup", flush=True)
+
+
 def run(quick: bool, targets: Sequence[str]) -> list[Row]:
     reader = build_reader()
     duration = 0.3 if quick else 2.0
@@ -324,6 +334,9 @@ def run(quick: bool, targets: Sequence[str]) -> list[Row]:
         lx = stack.enter_context(lxcfs_target()) if "lxcfs" in targets else None
         kl = stack.enter_context(kube_lxcfs_target()) if "kube-lxcfs" in targets else None
         chosen = [t for t in (raw, lx, kl) if t is not None]
+        for daemon_target in (lx, kl):
+            if daemon_target is not None:
+                check_virtual(daemon_target, main_cg, limits)
         for file in files:
             for n in reader_counts:
                 for pinned in modes:
