@@ -28,7 +28,6 @@ from kube_lxcfs.views.sysinfo import SysinfoValues, pack_sysinfo
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SOCKET = "/run/kube-lxcfs/seccomp.sock"
 MAX_STATE_BYTES = 1 << 20
 MAX_FDS = 16
 

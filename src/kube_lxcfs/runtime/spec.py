@@ -48,12 +48,16 @@ FALSE_WORDS = frozenset({"false", "no", "n", "off", "0"})
 SECCOMP_NOTIFY_ARCHES: tuple[str, ...] = ("SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64")
 
 
+DEFAULT_MOUNT_DIR = "/var/lib/lxcfs"
+DEFAULT_SECCOMP_SOCKET = "/run/kube-lxcfs/seccomp.sock"
+
+
 @dataclass(frozen=True, slots=True)
 class WrapSettings:
     """Where the node's pieces are; the defaults match ``kube-lxcfs fs /var/lib/lxcfs``."""
 
-    mount_dir: str = "/var/lib/lxcfs"
-    seccomp_socket: str | None = "/run/kube-lxcfs/seccomp.sock"
+    mount_dir: str = DEFAULT_MOUNT_DIR
+    seccomp_socket: str | None = DEFAULT_SECCOMP_SOCKET
     """``None`` turns sysinfo interception off."""
     files: tuple[str, ...] = DEFAULT_FILES
 

@@ -26,7 +26,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kube_lxcfs.runtime.spec import DEFAULT_FILES, WrapSettings, wrap_spec
+from kube_lxcfs.runtime.spec import (
+    DEFAULT_FILES,
+    DEFAULT_MOUNT_DIR,
+    DEFAULT_SECCOMP_SOCKET,
+    WrapSettings,
+    wrap_spec,
+)
 
 CONFIG_FILE = "/etc/kube-lxcfs/runtime.json"
 LOG_FILE_ENV = "KUBE_LXCFS_RUNTIME_LOG"
@@ -59,11 +65,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> RuntimeSettings:
     files = values.get("files", DEFAULT_FILES)
     if isinstance(files, str):
         files = tuple(f.strip().strip("/") for f in files.split(",") if f.strip())
-    socket = values.get("seccomp_socket", WrapSettings.seccomp_socket)
+    socket = values.get("seccomp_socket", DEFAULT_SECCOMP_SOCKET)
     return RuntimeSettings(
         runtime=str(values.get("runtime", "runc")),
         wrap=WrapSettings(
-            mount_dir=str(values.get("mount_dir", WrapSettings.mount_dir)),
+            mount_dir=str(values.get("mount_dir", DEFAULT_MOUNT_DIR)),
             seccomp_socket=str(socket) if socket else None,
             files=tuple(files),  # type: ignore[arg-type]
         ),
