@@ -1,0 +1,319 @@
+"""The virtual tree: lxcfs's layout, each file rendered for the process that reads it.
+
+The path of one read: ``read(path, pid)`` → the deciding process (the reader, or its
+pid-namespace init with ``cgroup_of="init"``) → its /proc/<pid>/cgroup → a typed
+snapshot from :class:`~kube_lxcfs.cgroups.reader.CgroupReader` → a pure renderer in
+:mod:`kube_lxcfs.views` → bytes.  Any fault on the way serves the host's file and
+is logged once per (file, cause).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import threading
+import time
+from collections.abc import Callable
+
+from kube_lxcfs.cgroups.errors import CgroupUnavailable
+from kube_lxcfs.cgroups.hierarchy import Layout, discover_layout
+from kube_lxcfs.cgroups.parse import CgroupEntry, parse_cpu_list, parse_uptime
+from kube_lxcfs.cgroups.process import ProcessResolver
+from kube_lxcfs.cgroups.reader import CgroupReader, read_text
+from kube_lxcfs.sampler import LoadavgSampler
+from kube_lxcfs.vfs import FsOptions, Node
+from kube_lxcfs.views.cpuinfo import render_cpuinfo
+from kube_lxcfs.views.cpus import visible_cpus
+from kube_lxcfs.views.diskstats import render_diskstats
+from kube_lxcfs.views.loadavg import render_loadavg
+from kube_lxcfs.views.meminfo import render_meminfo
+from kube_lxcfs.views.pressure import render_pressure
+from kube_lxcfs.views.stat import render_stat
+from kube_lxcfs.views.swaps import render_swaps
+from kube_lxcfs.views.sysfs_cpu import render_cpu_online, render_offline, render_online
+from kube_lxcfs.views.uptime import render_uptime
+
+log = logging.getLogger(__name__)
+
+PROC_FILES = ("cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime", "slabinfo")
+PRESSURE_FILES = ("cpu", "io", "memory")
+CPU_DIR = "/sys/devices/system/cpu"
+_CPU_ONLINE = re.compile(r"^/sys/devices/system/cpu/cpu(\d+)/online$")
+_CPU_NAME = re.compile(r"^cpu\d+$")
+_SYS_PARENTS = {"/sys": "devices", "/sys/devices": "system", "/sys/devices/system": "cpu"}
+
+DIR = Node("dir", 0o555)
+PROC_FILE = Node("file", 0o444)
+
+
+def _read_optional(path: str) -> str | None:
+    try:
+        return read_text(path)
+    except FileNotFoundError:
+        return None
+
+
+class ProcTree:
+    """lxcfs's tree (``proc/...`` and ``sys/devices/system/cpu/...``), per-reader content.
+
+    Implements :class:`kube_lxcfs.vfs.VirtualTree`; :meth:`start`/:meth:`close` run
+    the loadavg sampler thread.
+    """
+
+    def __init__(
+        self,
+        options: FsOptions,
+        *,
+        clk_tck: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.options = options
+        self.proc_root = options.proc_root.rstrip("/")
+        self.sys_root = options.sys_root.rstrip("/")
+        self.clk_tck = clk_tck or os.sysconf("SC_CLK_TCK")
+        self.clock = clock
+        self.layout: Layout = discover_layout(
+            read_text(options.mountinfo),
+            lambda mount: _read_optional(mount + "/cgroup.controllers"),
+            self.sys_root,
+        )
+        self.cgroups = CgroupReader(self.layout)
+        self.processes = ProcessResolver(self.proc_root)
+        self.sampler = LoadavgSampler(self._loadavg_tasks, self.proc_root)
+        self._logged: set[tuple[str, str]] = set()
+        self._log_lock = threading.Lock()
+        self._proc: dict[str, Callable[[int], bytes]] = {
+            "/proc/meminfo": self._meminfo,
+            "/proc/swaps": self._swaps,
+            "/proc/cpuinfo": self._cpuinfo,
+            "/proc/stat": self._stat,
+            "/proc/uptime": self._uptime,
+            "/proc/loadavg": self._loadavg,
+            "/proc/diskstats": self._diskstats,
+            "/proc/slabinfo": lambda pid: self._host("slabinfo"),
+        }
+        for resource in PRESSURE_FILES:
+            self._proc[f"/proc/pressure/{resource}"] = self._pressure_renderer(resource)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start background work (the loadavg sampler) if the options ask for it."""
+        if self.options.loadavg:
+            self.sampler.start(self.clock)
+
+    def close(self) -> None:
+        """Stop background work; idempotent."""
+        self.sampler.close()
+
+    # --- VirtualTree --------------------------------------------------------------------
+
+    def lookup(self, path: str) -> Node | None:
+        """The node at ``path`` or ``None``."""
+        if path in ("/", "/proc", *_SYS_PARENTS):
+            return DIR
+        if path.startswith("/proc/"):
+            if path == "/proc/pressure":
+                return DIR if self._has_pressure() else None
+            if path in self._proc:
+                if path.startswith("/proc/pressure/"):
+                    return PROC_FILE if self._host_has("pressure/" + path[15:]) else None
+                return PROC_FILE
+            return None
+        if path == CPU_DIR or path.startswith(CPU_DIR + "/"):
+            return self._sys_node(path)
+        return None
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in directory ``path``."""
+        if path == "/":
+            return ["proc", "sys"]
+        if path == "/proc":
+            return list(PROC_FILES) + (["pressure"] if self._has_pressure() else [])
+        if path == "/proc/pressure":
+            return [r for r in PRESSURE_FILES if self._host_has("pressure/" + r)]
+        if path in _SYS_PARENTS:
+            return [_SYS_PARENTS[path]]
+        if path == CPU_DIR or path.startswith(CPU_DIR + "/"):
+            try:
+                names = os.listdir(self._host_sys(path))
+            except OSError:
+                return []
+            if _CPU_NAME.match(os.path.basename(path)) and "online" not in names:
+                names.append("online")
+            return names
+        return []
+
+    def read(self, path: str, pid: int) -> bytes:
+        """The content of ``path`` for process ``pid``; the host's on any fault."""
+        render = self._proc.get(path)
+        try:
+            if render is not None:
+                return render(pid)
+            return self._sys_read(path, pid)
+        except Exception as exc:
+            self._log_once(path, exc)
+            return self._host_fallback(path)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _log_once(self, path: str, exc: Exception) -> None:
+        key = (path, type(exc).__name__)
+        with self._log_lock:
+            if key in self._logged:
+                return
+            self._logged.add(key)
+        log.warning("%s: serving the host's file: %s: %s", path, type(exc).__name__, exc)
+
+    def _host(self, name: str) -> bytes:
+        try:
+            with open(f"{self.proc_root}/{name}", "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
+
+    def _host_text(self, name: str) -> str:
+        return read_text(f"{self.proc_root}/{name}")
+
+    def _host_has(self, name: str) -> bool:
+        return os.path.exists(f"{self.proc_root}/{name}")
+
+    def _has_pressure(self) -> bool:
+        return any(self._host_has("pressure/" + r) for r in PRESSURE_FILES)
+
+    def _host_sys(self, path: str) -> str:
+        return self.sys_root + path[4:]
+
+    def _host_fallback(self, path: str) -> bytes:
+        if path.startswith("/proc/"):
+            return self._host(path[6:])
+        try:
+            with open(self._host_sys(path), "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
+
+    def _entries(self, pid: int) -> tuple[CgroupEntry, ...]:
+        return self.processes.cgroups(self.processes.deciding_pid(pid, self.options.cgroup_of))
+
+    def _host_online(self) -> frozenset[int]:
+        return parse_cpu_list(read_text(self.sys_root + "/devices/system/cpu/online"))
+
+    def _visible(self, entries: tuple[CgroupEntry, ...]) -> tuple[int, ...]:
+        cpu = self.cgroups.cpu(entries)
+        return visible_cpus(cpu.cpuset, cpu.quota, self._host_online(), self.options.cpu_view)
+
+    # --- /proc renderers ----------------------------------------------------------------
+
+    def _memory(self, pid: int):  # -> MemorySnapshot | None
+        mem = self.cgroups.memory(self._entries(pid))
+        return None if mem.is_root else mem
+
+    def _meminfo(self, pid: int) -> bytes:
+        mem = self._memory(pid)
+        return render_meminfo(self._host_text("meminfo"), mem, swap=self.options.swap)
+
+    def _swaps(self, pid: int) -> bytes:
+        mem = self._memory(pid)
+        return render_swaps(
+            self._host_text("meminfo"), self._host_text("swaps"), mem, swap=self.options.swap
+        )
+
+    def _cpuinfo(self, pid: int) -> bytes:
+        return render_cpuinfo(self._host_text("cpuinfo"), self._visible(self._entries(pid)))
+
+    def _stat(self, pid: int) -> bytes:
+        entries = self._entries(pid)
+        visible = self._visible(entries)
+        usage = self.cgroups.cpu_usage(entries)
+        uptime = parse_uptime(self._host_text("uptime"))[0]
+        return render_stat(
+            self._host_text("stat"), visible, usage, clk_tck=self.clk_tck, uptime=uptime
+        )
+
+    def _uptime(self, pid: int) -> bytes:
+        init = self.processes.namespace_init(pid)
+        if init == 1:
+            return self._host("uptime")
+        now = parse_uptime(self._host_text("uptime"))[0]
+        entries = self.processes.cgroups(init)
+        usage = self.cgroups.cpu_usage(entries)
+        cpus = len(self._visible(entries))
+        return render_uptime(
+            now,
+            self.processes.starttime(init),
+            self.clk_tck,
+            None if usage is None else usage.total,
+            cpus,
+        )
+
+    def _loadavg(self, pid: int) -> bytes:
+        if not self.options.loadavg:
+            return self._host("loadavg")
+        h, cg = self.cgroups.locate(self._entries(pid), "cpu")
+        if cg == "/":
+            return self._host("loadavg")
+        return render_loadavg(self.sampler.observe(h.directory(cg), self.clock(), pid))
+
+    def _loadavg_tasks(self, directory: str) -> list[int] | None:
+        if not os.path.isdir(directory):
+            return None
+        h = self.layout.hierarchy("cpu")
+        if h is None:
+            return None
+        cgroup = directory[len(h.mount_point) :] or "/"
+        return self.cgroups.tasks(h, cgroup)
+
+    def _diskstats(self, pid: int) -> bytes:
+        io = self.cgroups.io(self._entries(pid))
+        return render_diskstats(self._host_text("diskstats"), io)
+
+    def _pressure_renderer(self, resource: str) -> Callable[[int], bytes]:
+        def render(pid: int) -> bytes:
+            own = self.cgroups.pressure(self._entries(pid), resource)
+            return render_pressure(self._host_text("pressure/" + resource), own)
+
+        return render
+
+    # --- /sys/devices/system/cpu --------------------------------------------------------
+
+    def _sys_node(self, path: str) -> Node | None:
+        try:
+            st = os.lstat(self._host_sys(path))
+        except OSError:
+            match = _CPU_ONLINE.match(path)
+            if match and os.path.isdir(self._host_sys(os.path.dirname(path))):
+                return Node("file", 0o444, size=4096)
+            return None
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISDIR(st.st_mode):
+            return Node("dir", mode)
+        if stat.S_ISLNK(st.st_mode):
+            return Node("symlink", 0o777, target=os.readlink(self._host_sys(path)))
+        return Node("file", mode, size=st.st_size)
+
+    def _sys_read(self, path: str, pid: int) -> bytes:
+        match = _CPU_ONLINE.match(path)
+        if path in (CPU_DIR + "/online", CPU_DIR + "/offline") or match:
+            visible = self._visible(self._entries(pid))
+            if match:
+                return render_cpu_online(int(match.group(1)), visible)
+            if path.endswith("/online"):
+                return render_online(visible)
+            possible = parse_cpu_list(read_text(self.sys_root + "/devices/system/cpu/possible"))
+            return render_offline(possible, visible)
+        try:
+            with open(self._host_sys(path), "rb") as f:
+                return f.read()
+        except OSError:
+            return b""  # sysfs files that fail on the host read as empty (as in lxcfs)
+
+
+def build_tree(options: FsOptions) -> ProcTree:
+    """The tree the ``fs`` daemon serves; call ``start()`` before serving, ``close()`` after."""
+    return ProcTree(options)
+
+
+__all__ = ["CPU_DIR", "PRESSURE_FILES", "PROC_FILES", "CgroupUnavailable", "ProcTree", "build_tree"]
