@@ -6,9 +6,11 @@ import contextlib
 import os
 import pty
 import select
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -277,3 +279,38 @@ def test_a_dead_mount_dir_is_refused(tmp_path: Path) -> None:
     proc = run_cli([], ["true"], tmp_path)
     assert proc.returncode == 125
     assert f"no live kube-lxcfs or lxcfs filesystem at {tmp_path}" in proc.stderr
+
+
+# --- the private filesystem (no --mount-dir) -----------------------------------
+
+
+def _readme_run_command() -> str:
+    """The README's first command, without the bootstrap that precedes it."""
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    for line in readme.read_text().splitlines():
+        if line.startswith("    ") and "kube-lxcfs run" in line:
+            return line.split("&&", 1)[1].strip()
+    raise AssertionError("README.md has no kube-lxcfs run command")
+
+
+def test_the_readme_command_shows_the_limits_with_a_private_filesystem() -> None:
+    command = _readme_run_command()
+    assert command.startswith("kube-lxcfs run ")
+    argv = [sys.executable, "-m", "kube_lxcfs", *shlex.split(command)[1:]]
+    before = Path("/proc/self/mountinfo").read_text().count("kube-lxcfs-run-")
+    leftovers = set(Path(tempfile.gettempdir()).glob("kube-lxcfs-run-*"))
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[1].split()[:2] == ["Mem:", "512"]  # free -m: total MiB
+    assert lines[-2:] == ["1", "1"]  # nproc, processors in /proc/cpuinfo
+    assert Path("/proc/self/mountinfo").read_text().count("kube-lxcfs-run-") == before
+    assert set(Path(tempfile.gettempdir()).glob("kube-lxcfs-run-*")) == leftovers
+
+
+def test_private_filesystem_is_gone_after_a_killed_command() -> None:
+    leftovers = set(Path(tempfile.gettempdir()).glob("kube-lxcfs-run-*"))
+    proc = run_cli(["--memory", "128Mi"], ["sh", "-c", "kill -KILL $$"], None)
+    assert proc.returncode == 137, proc.stderr
+    assert "kube-lxcfs-run-" not in Path("/proc/self/mountinfo").read_text()
+    assert set(Path(tempfile.gettempdir()).glob("kube-lxcfs-run-*")) == leftovers
