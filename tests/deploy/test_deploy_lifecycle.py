@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.fake_apiserver import FakeApiServer, fake_apiserver
 
 from kube_lxcfs.deploy.kubeapi import connect, object_path
 from kube_lxcfs.deploy.lifecycle import readiness, wait_ready
 from kube_lxcfs.deploy.render import render
 from kube_lxcfs.deploy.values import resolve
+from support.fake_apiserver import FakeApiServer, fake_apiserver
 
 MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/kube-lxcfs-webhook"
 
@@ -154,11 +154,21 @@ def test_wait_reports_progress_until_ready(server: FakeApiServer) -> None:
         step = next(ticks)
         if step == 0:
             ds = server.get(ds_path) or {}
-            ds["status"] = {"desiredNumberScheduled": 2, "numberReady": 1, "updatedNumberScheduled": 1, "observedGeneration": 1}
+            ds["status"] = {
+                "desiredNumberScheduled": 2,
+                "numberReady": 1,
+                "updatedNumberScheduled": 1,
+                "observedGeneration": 1,
+            }
             server.put(ds_path, ds)
         elif step == 1:
             ds = server.get(ds_path) or {}
-            ds["status"] = {"desiredNumberScheduled": 2, "numberReady": 2, "updatedNumberScheduled": 2, "observedGeneration": 1}
+            ds["status"] = {
+                "desiredNumberScheduled": 2,
+                "numberReady": 2,
+                "updatedNumberScheduled": 2,
+                "observedGeneration": 1,
+            }
             server.put(ds_path, ds)
             dep = server.get(dep_path) or {}
             dep["status"] = {"readyReplicas": 2, "observedGeneration": 1}

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.fake_apiserver import FakeApiServer, fake_apiserver
 
 from kube_lxcfs import certs
 from kube_lxcfs.deploy.kubeapi import connect
@@ -25,6 +24,7 @@ from kube_lxcfs.deploy.lifecycle import ca_bundle_of
 from kube_lxcfs.deploy.render import render
 from kube_lxcfs.deploy.secrets import bundle_from_secret_data
 from kube_lxcfs.deploy.selfprovision import SelfProvisioner, Watcher
+from support.fake_apiserver import FakeApiServer, fake_apiserver
 
 SECRET = "/api/v1/namespaces/lxcfs/secrets/kube-lxcfs-webhook-tls"
 MWC = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/kube-lxcfs-webhook"

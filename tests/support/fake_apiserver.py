@@ -105,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _reply(self, code: int, body: dict[str, Any]) -> None:
@@ -213,8 +213,8 @@ def _same_kind(stored_path: str, prefix: list[str]) -> bool:
 
 def _same_content(new: dict[str, Any], stored: dict[str, Any]) -> bool:
     strip = {"resourceVersion", "uid"}
-    a = {k: v for k, v in new.items()}
-    b = {k: v for k, v in stored.items()}
+    a = dict(new)
+    b = dict(stored)
     a["metadata"] = {k: v for k, v in new["metadata"].items() if k not in strip}
     b["metadata"] = {k: v for k, v in stored["metadata"].items() if k not in strip}
     return a == b

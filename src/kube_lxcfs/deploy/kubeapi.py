@@ -195,9 +195,22 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> KubeAp
 
 
 def in_cluster() -> KubeApi:
-    """A KubeApi from the pod's service account (the webhook's self-provisioning)."""
-    from kubernetes import client, config
+    """A KubeApi from the pod's service account (the webhook's self-provisioning).
 
+    ``KUBE_LXCFS_KUBECONFIG`` names a kubeconfig to use instead, for running the
+    webhook outside a cluster (development, tests).
+    """
+    import os
+
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    override = os.environ.get("KUBE_LXCFS_KUBECONFIG")
+    if override:
+        return connect(override)
     configuration = client.Configuration()
-    config.load_incluster_config(client_configuration=configuration)
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except (ConfigException, OSError) as exc:
+        raise ApiError(0, "", f"not running in a cluster: {exc}") from None
     return KubeApi(client.ApiClient(configuration))

@@ -213,7 +213,10 @@ def self_provisioned_secret(values: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": values["webhook"]["tlsSecretName"], "namespace": values["namespace"]},
+            "metadata": {
+                "name": values["webhook"]["tlsSecretName"],
+                "namespace": values["namespace"],
+            },
         }
     ]
 

@@ -205,9 +205,14 @@ class SelfProvisioner:
     def write_files(self, bundle: certs.CertBundle) -> bool:
         """Write the serving files when they differ from ``bundle``; True when written."""
         crt, key = self.cert_dir / TLS_CERT, self.cert_dir / TLS_KEY
-        if crt.exists() and key.exists():
-            if crt.read_bytes() == bundle.tls_cert and key.read_bytes() == bundle.tls_key:
-                return False
+        unchanged = (
+            crt.exists()
+            and key.exists()
+            and crt.read_bytes() == bundle.tls_cert
+            and key.read_bytes() == bundle.tls_key
+        )
+        if unchanged:
+            return False
         write_cert_files(self.cert_dir, bundle, overwrite=True)
         return True
 
