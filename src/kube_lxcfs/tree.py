@@ -19,7 +19,12 @@ from collections.abc import Callable
 
 from kube_lxcfs.cgroups.errors import CgroupUnavailable
 from kube_lxcfs.cgroups.hierarchy import Layout, discover_layout
-from kube_lxcfs.cgroups.parse import CgroupEntry, parse_cpu_list, parse_uptime
+from kube_lxcfs.cgroups.parse import (
+    CgroupEntry,
+    parse_cpu_list,
+    parse_meminfo_kb,
+    parse_uptime,
+)
 from kube_lxcfs.cgroups.process import ProcessResolver
 from kube_lxcfs.cgroups.reader import CgroupReader, read_text
 from kube_lxcfs.sampler import LoadavgSampler
@@ -28,11 +33,12 @@ from kube_lxcfs.views.cpuinfo import render_cpuinfo
 from kube_lxcfs.views.cpus import visible_cpus
 from kube_lxcfs.views.diskstats import render_diskstats
 from kube_lxcfs.views.loadavg import render_loadavg
-from kube_lxcfs.views.meminfo import render_meminfo
+from kube_lxcfs.views.meminfo import memory_figures, render_meminfo
 from kube_lxcfs.views.pressure import render_pressure
 from kube_lxcfs.views.stat import render_stat
 from kube_lxcfs.views.swaps import render_swaps
 from kube_lxcfs.views.sysfs_cpu import render_cpu_online, render_offline, render_online
+from kube_lxcfs.views.sysinfo import SysinfoValues
 from kube_lxcfs.views.uptime import render_uptime
 
 log = logging.getLogger(__name__)
@@ -309,6 +315,37 @@ class ProcTree:
                 return f.read()
         except OSError:
             return b""  # sysfs files that fail on the host read as empty (as in lxcfs)
+
+    # --- sysinfo(2) -----------------------------------------------------------------
+
+    def sysinfo(self, pid: int) -> SysinfoValues:
+        """What sysinfo(2) must tell ``pid``: the figures of its virtual meminfo,
+        uptime and loadavg, so that programs mixing the two agree."""
+        host = parse_meminfo_kb(self._host_text("meminfo"))
+        mem = self._memory(pid)
+        if mem is None:
+            lines = dict(host)
+            if not self.options.swap:
+                lines["SwapTotal"] = lines["SwapFree"] = 0
+        else:
+            lines = memory_figures(host, mem, self.options.swap).lines
+            lines.setdefault("Shmem", 0)
+        kib = lambda key: lines.get(key, 0) * 1024  # noqa: E731
+        uptime = float(self._uptime(pid).split()[0])
+        avg = self._loadavg(pid).split()
+        fixed = lambda text: int(float(text) * 2048 + 0.5)  # noqa: E731
+        running_total = avg[3].split(b"/")
+        return SysinfoValues(
+            uptime=int(uptime),
+            loads=(fixed(avg[0]), fixed(avg[1]), fixed(avg[2])),
+            totalram=kib("MemTotal"),
+            freeram=kib("MemFree"),
+            sharedram=kib("Shmem"),
+            bufferram=kib("Buffers"),
+            totalswap=kib("SwapTotal"),
+            freeswap=kib("SwapFree"),
+            procs=int(running_total[1]) if len(running_total) == 2 else 0,
+        )
 
 
 def build_tree(options: FsOptions) -> ProcTree:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,22 @@ def test_start_and_close_are_prompt(host: FakeHost) -> None:
     tree.start()
     tree.close()
     tree.close()
+
+
+def test_init_of_a_process_that_joined_with_setns(host: FakeHost) -> None:
+    # 202 entered namespace 7 with setns: its parent (1) is outside, so the init is
+    # found by scanning /proc for the namespace's pid 1 (200, in /ctr)
+    host.process(202, "/ctr/sub", ns="pid:[7]", nspid=(202, 9), ppid=1)
+    init = build_tree(host.options(cgroup_of="init"))
+    assert init.read("/sys/devices/system/cpu/online", 202) == b"2-3\n"
+    assert init.processes.namespace_init(202) == 200
+
+
+def test_init_cache_is_revalidated(host: FakeHost) -> None:
+    tree = build_tree(host.options())
+    assert tree.processes.namespace_init(201) == 200
+    # the init exits and its pid is reused by an unrelated process in another namespace
+    shutil.rmtree(host.proc / "200")
+    host.process(200, "/", start_ticks=999999)
+    host.process(210, "/ctr", ns="pid:[7]", nspid=(210, 1), ppid=1)
+    assert tree.processes.namespace_init(201) == 210
