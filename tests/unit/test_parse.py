@@ -32,7 +32,7 @@ from kube_lxcfs.cgroups.parse import (
 )
 from unit.captures import capture_body
 
-# --- cpu lists (the cases of lxcfs's cpusetrange test, plus ours) ------------------------
+# --- cpu lists (the cases of lxcfs's cpusetrange test, plus ours) --------------------------------
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,7 @@ def test_format_cpu_list_is_compact() -> None:
     assert format_cpu_list(set()) == ""
 
 
-# --- mountinfo -----------------------------------------------------------------------------
+# --- mountinfo -----------------------------------------------------------------------------------
 
 THIS_MACHINE = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -137,7 +137,7 @@ def test_mountinfo_generated(
     assert entry.super_options == ("rw", "x")
 
 
-# --- /proc/<pid>/cgroup ----------------------------------------------------------------------
+# --- /proc/<pid>/cgroup --------------------------------------------------------------------------
 
 
 def test_proc_cgroup_v1_and_unified() -> None:
@@ -185,7 +185,7 @@ def test_proc_cgroup_generated(lines: list[tuple[int, list[str], list[str]]]) ->
     ]
 
 
-# --- flat keyed files, limits, cpu.max --------------------------------------------------------
+# --- flat keyed files, limits, cpu.max -----------------------------------------------------------
 
 
 def test_memory_stat_from_capture() -> None:
@@ -239,7 +239,7 @@ def test_cpu_max_generated(quota: int | None, period: int) -> None:
     assert parse_cpu_max(text) == CpuMax(quota, period)
 
 
-# --- cpuacct, io, pressure -------------------------------------------------------------------
+# --- cpuacct, io, pressure -----------------------------------------------------------------------
 
 
 def test_cpuacct_usage_all_from_capture() -> None:

@@ -41,18 +41,25 @@ from kube_lxcfs.cgroups.snapshot import (
 
 
 def read_text(path: str) -> str:
-    """Read a small kernel file in one go (cheaper than ``open()`` for /proc and cgroupfs)."""
+    """Read a small kernel file in one go (cheaper than ``open()`` for /proc and cgroupfs).
+
+    procfs, sysfs and cgroupfs hand over the whole content when the buffer is large
+    enough, so a short read is the end; only a full buffer needs another read.
+    """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        data = os.read(fd, _CHUNK)
+        if len(data) == _CHUNK:
+            chunks = [data]
+            while chunk := os.read(fd, _CHUNK):
+                chunks.append(chunk)
+            data = b"".join(chunks)
     finally:
         os.close(fd)
-    return b"".join(chunks).decode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
+
+
+_CHUNK = 65536
 
 
 def _read_optional(path: str) -> str | None:
@@ -128,6 +135,11 @@ class Backend(Protocol):
     def pressure(self, h: Hierarchy, cgroup: str, resource: str) -> str | None: ...
 
 
+def _limited_ancestors(cgroup: str) -> list[str]:
+    """``cgroup`` and its parents, without the root: the root cgroup cannot be limited."""
+    return ancestors(cgroup)[:-1]
+
+
 def _min_limit(limits: list[int | None]) -> int | None:
     present = [v for v in limits if v is not None]
     return min(present) if present else None
@@ -138,14 +150,14 @@ class V1Backend:
 
     def _hier_min(self, h: Hierarchy, cgroup: str, name: str) -> int | None:
         limits: list[int | None] = []
-        for cg in ancestors(cgroup):
+        for cg in _limited_ancestors(cgroup):
             text = _read_optional(h.directory(cg) + "/" + name)
             if text is not None:
                 limits.append(parse_v1_limit(text, name))
         return _min_limit(limits)
 
     def memory(self, h: Hierarchy, cgroup: str) -> MemorySnapshot:
-        d = _require_dir(h, cgroup)
+        d = h.directory(cgroup)  # every v1 memory cgroup has these files: no isdir needed
         usage = parse_int(read_text(d + "/memory.usage_in_bytes"), "memory.usage_in_bytes")
         stat = memory_stat_from(
             parse_flat_keyed(read_text(d + "/memory.stat"), "memory.stat"), V1_STAT_KEYS
@@ -159,24 +171,29 @@ class V1Backend:
             memsw_limit = self._hier_min(h, cgroup, "memory.memsw.limit_in_bytes")
             if memsw_limit is not None:
                 swap_limit = max(0, memsw_limit - (limit if limit is not None else 0))
-        swappiness_text = _read_optional(d + "/memory.swappiness")
-        swappiness = None if swappiness_text is None else parse_int(swappiness_text)
+        swappiness: int | None = None
+        if swap_usage is not None:
+            swappiness_text = _read_optional(d + "/memory.swappiness")
+            swappiness = None if swappiness_text is None else parse_int(swappiness_text)
         return MemorySnapshot(cgroup, limit, usage, stat, swap_limit, swap_usage, swappiness)
 
     def cpuset(self, h: Hierarchy, cgroup: str) -> frozenset[int] | None:
-        d = _require_dir(h, cgroup)
-        for name in ("cpuset.effective_cpus", "cpuset.cpus"):
-            text = _read_optional(d + "/" + name)
-            if text is not None and text.strip():
-                return parse_cpu_list(text)
-        return None
+        d = h.directory(cgroup)
+        text = _read_optional(d + "/cpuset.effective_cpus")  # Linux 4.x+
+        if text is None:
+            text = read_text(d + "/cpuset.cpus")  # raises if the cgroup is gone
+        return parse_cpu_list(text) if text.strip() else None
 
     def cpu_quota(self, h: Hierarchy, cgroup: str) -> float | None:
-        _require_dir(h, cgroup)
         ratios: list[float] = []
-        for cg in ancestors(cgroup):
+        for cg in _limited_ancestors(cgroup):
             d = h.directory(cg)
-            quota_text = _read_optional(d + "/cpu.cfs_quota_us")
+            # the cgroup's own file must exist (else it is gone); parents' are optional
+            quota_text = (
+                read_text(d + "/cpu.cfs_quota_us")
+                if cg == cgroup
+                else (_read_optional(d + "/cpu.cfs_quota_us"))
+            )
             if quota_text is None:
                 continue
             quota = parse_int(quota_text, "cpu.cfs_quota_us")
@@ -187,14 +204,12 @@ class V1Backend:
         return min(ratios) if ratios else None
 
     def cpu_usage(self, h: Hierarchy, cgroup: str) -> CpuUsage | None:
-        d = _require_dir(h, cgroup)
+        d = h.directory(cgroup)
         text = _read_optional(d + "/cpuacct.usage_all")
         if text is not None:
             per_cpu = parse_cpuacct_usage_all(text)
         else:
-            text = _read_optional(d + "/cpuacct.usage_percpu")
-            if text is None:
-                return None
+            text = read_text(d + "/cpuacct.usage_percpu")
             # No user/system split on this kernel: count it all as user (lxcfs
             # counts it twice, as user and as system).
             per_cpu = {
@@ -239,14 +254,28 @@ class V2Backend:
 
     def _hier_min(self, h: Hierarchy, cgroup: str, name: str) -> int | None:
         limits: list[int | None] = []
-        for cg in ancestors(cgroup):
+        for cg in _limited_ancestors(cgroup):
             text = _read_optional(h.directory(cg) + "/" + name)
             if text is not None:
                 limits.append(parse_v2_max(text, name))
         return _min_limit(limits)
 
+    @staticmethod
+    def _nearest_with(h: Hierarchy, cgroup: str, name: str) -> str:
+        """The cgroup itself, or the nearest ancestor with file ``name``.
+
+        Where a controller is not enabled for a subtree, its processes are charged
+        to the nearest ancestor where it is, so that ancestor's figures are theirs.
+        """
+        _require_dir(h, cgroup)
+        for cg in ancestors(cgroup):
+            if os.path.exists(h.directory(cg) + "/" + name):
+                return cg
+        return "/"
+
     def memory(self, h: Hierarchy, cgroup: str) -> MemorySnapshot:
-        d = _require_dir(h, cgroup)
+        cgroup = self._nearest_with(h, cgroup, "memory.stat")
+        d = h.directory(cgroup)
         stat_values = parse_flat_keyed(read_text(d + "/memory.stat"), "memory.stat")
         stat = memory_stat_from(stat_values, V2_STAT_KEYS)
         current = _read_optional(d + "/memory.current")
@@ -276,7 +305,7 @@ class V2Backend:
     def cpu_quota(self, h: Hierarchy, cgroup: str) -> float | None:
         _require_dir(h, cgroup)
         ratios: list[float] = []
-        for cg in ancestors(cgroup):
+        for cg in _limited_ancestors(cgroup):
             text = _read_optional(h.directory(cg) + "/cpu.max")
             if text is not None:
                 quota, period = parse_cpu_max(text)
@@ -293,9 +322,11 @@ class V2Backend:
             raise ParseError("cpu.stat", str(values), "no user_usec/system_usec") from exc
 
     def io(self, h: Hierarchy, cgroup: str) -> IoSnapshot | None:
-        d = _require_dir(h, cgroup)
-        text = _read_optional(d + "/io.stat")
-        return None if text is None else IoSnapshot(cgroup, parse_io_stat(text))
+        cgroup = self._nearest_with(h, cgroup, "io.stat")
+        if cgroup == "/":
+            return None  # the root's IO is the host's: its diskstats are right
+        text = read_text(h.directory(cgroup) + "/io.stat")
+        return IoSnapshot(cgroup, parse_io_stat(text))
 
     def pressure(self, h: Hierarchy, cgroup: str, resource: str) -> str | None:
         d = _require_dir(h, cgroup)

@@ -51,9 +51,11 @@ def render_stat(
     """
     host_cpus: dict[int, list[int]] = {}
     rest: list[str] = []
+    host_aggregate = ""
     for line in host_text.splitlines():
         if line.startswith("cpu"):
             if line.startswith("cpu "):
+                host_aggregate = line
                 continue
             cpu, values = _parse_cpu_line(line)
             host_cpus[cpu] = values
@@ -91,7 +93,8 @@ def render_stat(
             idle = max(0, wall - user - system)
             lines[cpu] = [user, 0, system, idle] + [0] * (width - 4)
     aggregate = [sum(col) for col in zip(*lines.values(), strict=True)] or [0] * width
-    out = [_format("cpu ", aggregate)]
+    whole_host = usage is None and len(lines) == len(host_cpus)
+    out = [host_aggregate if whole_host and host_aggregate else _format("cpu ", aggregate)]
     out.extend(_format(f"cpu{cpu}", values) for cpu, values in lines.items())
     out.extend(rest)
     return ("\n".join(out) + "\n").encode()
