@@ -163,3 +163,18 @@ def test_vanished_reader_gets_host_content(tree: ProcTree) -> None:
     with open("/proc/meminfo", "rb") as f:
         host_total = parse_meminfo_kb(f.read().decode())["MemTotal"]
     assert meminfo(tree, proc.pid)["MemTotal"] == host_total
+
+
+def test_loadavg_counts_a_busy_process(tree: ProcTree) -> None:
+    with create_cgroup(unique_name("kube-lxcfs-test-core"), Limits()) as cg:
+        busy = cg.popen(["sh", "-c", "while :; do :; done"])
+        first = tree.read("/proc/loadavg", busy.pid)
+        assert first == f"0.00 0.00 0.00 0/1 {busy.pid}\n".encode()
+        now = time.monotonic()
+        for step in range(1, 13):  # one simulated minute of 5-second steps
+            tree.sampler.tick(now + 5 * step + 10)
+        a1, _, _, tasks, _ = tree.read("/proc/loadavg", busy.pid).split()
+        running, total = (int(v) for v in tasks.split(b"/"))
+        assert total >= 1
+        assert running >= 1  # a busy loop is always runnable
+        assert float(a1) > 0.5  # 1 - exp(-1) = 0.63 after a minute at load 1
