@@ -27,6 +27,7 @@ from kube_lxcfs.cgroups.parse import (
 )
 from kube_lxcfs.cgroups.process import ProcessResolver
 from kube_lxcfs.cgroups.reader import CgroupReader, read_text
+from kube_lxcfs.cgroups.snapshot import MemorySnapshot
 from kube_lxcfs.sampler import LoadavgSampler
 from kube_lxcfs.vfs import FsOptions, Node
 from kube_lxcfs.views.cpuinfo import render_cpuinfo
@@ -215,19 +216,24 @@ class ProcTree:
 
     # --- /proc renderers ----------------------------------------------------------------
 
-    def _memory(self, pid: int):  # -> MemorySnapshot | None
-        mem = self.cgroups.memory(self._entries(pid))
+    def _memory(self, pid: int, host_meminfo: str) -> MemorySnapshot | None:
+        """The reader's memory snapshot; ``None`` for the root cgroup (the host's figures).
+
+        Swap files are read only when swap can show: the option is on and the host
+        has swap (most Kubernetes nodes have none).
+        """
+        want_swap = self.options.swap and _host_has_swap(host_meminfo)
+        mem = self.cgroups.memory(self._entries(pid), swap=want_swap)
         return None if mem.is_root else mem
 
     def _meminfo(self, pid: int) -> bytes:
-        mem = self._memory(pid)
-        return render_meminfo(self._host_text("meminfo"), mem, swap=self.options.swap)
+        host = self._host_text("meminfo")
+        return render_meminfo(host, self._memory(pid, host), swap=self.options.swap)
 
     def _swaps(self, pid: int) -> bytes:
-        mem = self._memory(pid)
-        return render_swaps(
-            self._host_text("meminfo"), self._host_text("swaps"), mem, swap=self.options.swap
-        )
+        host = self._host_text("meminfo")
+        mem = self._memory(pid, host)
+        return render_swaps(host, self._host_text("swaps"), mem, swap=self.options.swap)
 
     def _cpuinfo(self, pid: int) -> bytes:
         return render_cpuinfo(self._host_text("cpuinfo"), self._visible(self._entries(pid)))
@@ -293,7 +299,7 @@ class ProcTree:
         Raises on faults (the listener then lets the call through to the host).
         """
         host_text = self._host_text("meminfo")
-        mem = self._memory(pid)
+        mem = self._memory(pid, host_text)
         if mem is None:
             kb = parse_meminfo_kb(host_text, HOST_KEYS | {"Shmem", "Buffers"})
             if not self.options.swap:
@@ -358,6 +364,15 @@ class ProcTree:
                 return f.read()
         except OSError:
             return b""  # sysfs files that fail on the host read as empty (as in lxcfs)
+
+
+def _host_has_swap(meminfo: str) -> bool:
+    """Whether the host's meminfo shows any swap (a cheap scan, no full parse)."""
+    at = meminfo.find("SwapTotal:")
+    if at < 0:
+        return False
+    value = meminfo[at + 10 : meminfo.find("\n", at)].split()
+    return bool(value) and value[0] != "0"
 
 
 def build_tree(options: FsOptions) -> ProcTree:

@@ -178,3 +178,12 @@ def test_loadavg_counts_a_busy_process(tree: ProcTree) -> None:
         assert total >= 1
         assert running >= 1  # a busy loop is always runnable
         assert float(a1) > 0.5  # 1 - exp(-1) = 0.63 after a minute at load 1
+
+
+def test_host_pid_1_reads_the_hosts_uptime(tree: ProcTree) -> None:
+    # On some kernels even root may not read /proc/1/ns/pid; pid 1 is still ours.
+    assert tree.processes.namespace_init(1) == 1
+    with open("/proc/uptime") as f:
+        host_age = float(f.read().split()[0])
+    age = float(tree.read("/proc/uptime", 1).split()[0])
+    assert host_age <= age < host_age + 5

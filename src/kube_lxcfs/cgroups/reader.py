@@ -122,7 +122,7 @@ def memory_stat_from(values: dict[str, int], keys: dict[str, str]) -> MemoryStat
 class Backend(Protocol):
     """What one cgroup version can answer; paths are cgroup paths inside ``h``."""
 
-    def memory(self, h: Hierarchy, cgroup: str) -> MemorySnapshot: ...
+    def memory(self, h: Hierarchy, cgroup: str, swap: bool = True) -> MemorySnapshot: ...
 
     def cpuset(self, h: Hierarchy, cgroup: str) -> frozenset[int] | None: ...
 
@@ -156,7 +156,7 @@ class V1Backend:
                 limits.append(parse_v1_limit(text, name))
         return _min_limit(limits)
 
-    def memory(self, h: Hierarchy, cgroup: str) -> MemorySnapshot:
+    def memory(self, h: Hierarchy, cgroup: str, swap: bool = True) -> MemorySnapshot:
         d = h.directory(cgroup)  # every v1 memory cgroup has these files: no isdir needed
         usage = parse_int(read_text(d + "/memory.usage_in_bytes"), "memory.usage_in_bytes")
         stat = memory_stat_from(
@@ -165,7 +165,7 @@ class V1Backend:
         limit = self._hier_min(h, cgroup, "memory.limit_in_bytes")
         swap_limit: int | None = None
         swap_usage: int | None = None
-        memsw_usage = _read_optional(d + "/memory.memsw.usage_in_bytes")
+        memsw_usage = _read_optional(d + "/memory.memsw.usage_in_bytes") if swap else None
         if memsw_usage is not None:
             swap_usage = max(0, parse_int(memsw_usage, "memory.memsw.usage_in_bytes") - usage)
             memsw_limit = self._hier_min(h, cgroup, "memory.memsw.limit_in_bytes")
@@ -273,7 +273,7 @@ class V2Backend:
                 return cg
         return "/"
 
-    def memory(self, h: Hierarchy, cgroup: str) -> MemorySnapshot:
+    def memory(self, h: Hierarchy, cgroup: str, swap: bool = True) -> MemorySnapshot:
         cgroup = self._nearest_with(h, cgroup, "memory.stat")
         d = h.directory(cgroup)
         stat_values = parse_flat_keyed(read_text(d + "/memory.stat"), "memory.stat")
@@ -287,9 +287,11 @@ class V2Backend:
         else:
             raise CgroupUnavailable(f"{d}/memory.current is missing")
         limit = self._hier_min(h, cgroup, "memory.max")
-        swap_current = _read_optional(d + "/memory.swap.current")
+        swap_current = _read_optional(d + "/memory.swap.current") if swap else None
         swap_usage = None if swap_current is None else parse_int(swap_current)
-        swap_limit = self._hier_min(h, cgroup, "memory.swap.max")
+        swap_limit = (
+            self._hier_min(h, cgroup, "memory.swap.max") if swap_usage is not None else None
+        )
         return MemorySnapshot(cgroup, limit, usage, stat, swap_limit, swap_usage, None)
 
     def cpuset(self, h: Hierarchy, cgroup: str) -> frozenset[int] | None:
@@ -363,10 +365,14 @@ class CgroupReader:
         """The back-end for a hierarchy's version."""
         return V2 if h.version == 2 else V1
 
-    def memory(self, entries: tuple[CgroupEntry, ...]) -> MemorySnapshot:
-        """Memory limit, usage, stat and swap of the memory cgroup."""
+    def memory(self, entries: tuple[CgroupEntry, ...], swap: bool = True) -> MemorySnapshot:
+        """Memory limit, usage, stat and swap of the memory cgroup.
+
+        ``swap=False`` skips the swap files (swap off by option, or a host without
+        swap): the snapshot then says "no swap accounting".
+        """
         h, cg = self.locate(entries, "memory")
-        return self.backend(h).memory(h, cg)
+        return self.backend(h).memory(h, cg, swap)
 
     def cpu(self, entries: tuple[CgroupEntry, ...]) -> CpuSnapshot:
         """Effective cpuset and CFS quota (minimum over ancestors)."""

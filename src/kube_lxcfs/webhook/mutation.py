@@ -55,7 +55,9 @@ def plan_mutation(pod: Mapping[str, Any], opts: InjectOptions) -> Mutation:
     if not isinstance(spec, Mapping):
         raise MalformedPodError("pod has no spec object")
     volumes = _list_field(spec, "volumes", "spec.volumes")
-    volumes_by_name = {v.get("name"): v for v in volumes if isinstance(v, Mapping)}
+    volumes_by_name = {
+        v["name"]: v for v in volumes if isinstance(v, Mapping) and isinstance(v.get("name"), str)
+    }
 
     targets = _target_containers(spec, opts)
     result = Mutation()
