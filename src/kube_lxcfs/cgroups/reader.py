@@ -8,7 +8,6 @@ Ancestor walks (minimum limits, effective cpuset) happen here.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Protocol
 
@@ -438,8 +437,3 @@ class CgroupReader:
             return
         for child in children:
             self._collect(child, depth - 1, pids)
-
-
-def quota_cpus(quota: float | None) -> int | None:
-    """Whole CPUs a quota allows: ceil(quota/period), at least 1."""
-    return None if quota is None else max(1, math.ceil(quota - 1e-9))
