@@ -19,20 +19,27 @@ from collections.abc import Callable
 
 from kube_lxcfs.cgroups.errors import CgroupUnavailable
 from kube_lxcfs.cgroups.hierarchy import Layout, discover_layout
-from kube_lxcfs.cgroups.parse import CgroupEntry, parse_cpu_list, parse_uptime
+from kube_lxcfs.cgroups.parse import (
+    CgroupEntry,
+    parse_cpu_list,
+    parse_meminfo_kb,
+    parse_uptime,
+)
 from kube_lxcfs.cgroups.process import ProcessResolver
 from kube_lxcfs.cgroups.reader import CgroupReader, read_text
+from kube_lxcfs.cgroups.snapshot import MemorySnapshot
 from kube_lxcfs.sampler import LoadavgSampler
 from kube_lxcfs.vfs import FsOptions, Node
 from kube_lxcfs.views.cpuinfo import render_cpuinfo
 from kube_lxcfs.views.cpus import visible_cpus
 from kube_lxcfs.views.diskstats import render_diskstats
-from kube_lxcfs.views.loadavg import render_loadavg
-from kube_lxcfs.views.meminfo import render_meminfo
+from kube_lxcfs.views.loadavg import FIXED_1, Loads, render_loadavg
+from kube_lxcfs.views.meminfo import HOST_KEYS, memory_figures, render_meminfo
 from kube_lxcfs.views.pressure import render_pressure
 from kube_lxcfs.views.stat import render_stat
 from kube_lxcfs.views.swaps import render_swaps
 from kube_lxcfs.views.sysfs_cpu import render_cpu_online, render_offline, render_online
+from kube_lxcfs.views.sysinfo import SysinfoValues
 from kube_lxcfs.views.uptime import render_uptime
 
 log = logging.getLogger(__name__)
@@ -149,6 +156,8 @@ class ProcTree:
     def read(self, path: str, pid: int) -> bytes:
         """The content of ``path`` for process ``pid``; the host's on any fault."""
         render = self._proc.get(path)
+        if render is None and (not path.startswith(CPU_DIR + "/") or "/.." in path):
+            return b""  # not a served file: never read anything outside the mirror
         try:
             if render is not None:
                 return render(pid)
@@ -207,19 +216,24 @@ class ProcTree:
 
     # --- /proc renderers ----------------------------------------------------------------
 
-    def _memory(self, pid: int):  # -> MemorySnapshot | None
-        mem = self.cgroups.memory(self._entries(pid))
+    def _memory(self, pid: int, host_meminfo: str) -> MemorySnapshot | None:
+        """The reader's memory snapshot; ``None`` for the root cgroup (the host's figures).
+
+        Swap files are read only when swap can show: the option is on and the host
+        has swap (most Kubernetes nodes have none).
+        """
+        want_swap = self.options.swap and _host_has_swap(host_meminfo)
+        mem = self.cgroups.memory(self._entries(pid), swap=want_swap)
         return None if mem.is_root else mem
 
     def _meminfo(self, pid: int) -> bytes:
-        mem = self._memory(pid)
-        return render_meminfo(self._host_text("meminfo"), mem, swap=self.options.swap)
+        host = self._host_text("meminfo")
+        return render_meminfo(host, self._memory(pid, host), swap=self.options.swap)
 
     def _swaps(self, pid: int) -> bytes:
-        mem = self._memory(pid)
-        return render_swaps(
-            self._host_text("meminfo"), self._host_text("swaps"), mem, swap=self.options.swap
-        )
+        host = self._host_text("meminfo")
+        mem = self._memory(pid, host)
+        return render_swaps(host, self._host_text("swaps"), mem, swap=self.options.swap)
 
     def _cpuinfo(self, pid: int) -> bytes:
         return render_cpuinfo(self._host_text("cpuinfo"), self._visible(self._entries(pid)))
@@ -277,6 +291,47 @@ class ProcTree:
 
         return render
 
+    # --- sysinfo(2) (for the seccomp listener of kube_lxcfs.runtime) ----------------------
+
+    def sysinfo(self, pid: int) -> SysinfoValues:
+        """What sysinfo(2) must tell ``pid``: the same figures as its meminfo and loadavg.
+
+        Raises on faults (the listener then lets the call through to the host).
+        """
+        host_text = self._host_text("meminfo")
+        mem = self._memory(pid, host_text)
+        if mem is None:
+            kb = parse_meminfo_kb(host_text, HOST_KEYS | {"Shmem", "Buffers"})
+            if not self.options.swap:
+                kb["SwapTotal"] = kb["SwapFree"] = 0
+        else:
+            kb = memory_figures(
+                parse_meminfo_kb(host_text, HOST_KEYS), mem, self.options.swap
+            ).lines
+        uptime = float(self._uptime(pid).split()[0])
+        loads = self._loads(pid)
+        return SysinfoValues(
+            uptime=int(uptime),
+            loads=(loads.avg1, loads.avg5, loads.avg15),
+            totalram=kb["MemTotal"] * 1024,
+            freeram=kb["MemFree"] * 1024,
+            sharedram=kb.get("Shmem", 0) * 1024,
+            bufferram=kb.get("Buffers", 0) * 1024,
+            totalswap=kb.get("SwapTotal", 0) * 1024,
+            freeswap=kb.get("SwapFree", 0) * 1024,
+            procs=loads.total,
+        )
+
+    def _loads(self, pid: int) -> Loads:
+        if self.options.loadavg:
+            h, cg = self.cgroups.locate(self._entries(pid), "cpu")
+            if cg != "/":
+                return self.sampler.observe(h.directory(cg), self.clock(), pid)
+        fields = self._host_text("loadavg").split()
+        running, _, total = fields[3].partition("/")
+        a1, a5, a15 = (round(float(v) * FIXED_1) for v in fields[:3])
+        return Loads(a1, a5, a15, int(running), int(total), int(fields[4]))
+
     # --- /sys/devices/system/cpu --------------------------------------------------------
 
     def _sys_node(self, path: str) -> Node | None:
@@ -309,6 +364,15 @@ class ProcTree:
                 return f.read()
         except OSError:
             return b""  # sysfs files that fail on the host read as empty (as in lxcfs)
+
+
+def _host_has_swap(meminfo: str) -> bool:
+    """Whether the host's meminfo shows any swap (a cheap scan, no full parse)."""
+    at = meminfo.find("SwapTotal:")
+    if at < 0:
+        return False
+    value = meminfo[at + 10 : meminfo.find("\n", at)].split()
+    return bool(value) and value[0] != "0"
 
 
 def build_tree(options: FsOptions) -> ProcTree:

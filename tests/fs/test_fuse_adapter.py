@@ -125,7 +125,7 @@ def test_reads_of_any_size(counter_fs: RunningFs) -> None:
 
 def test_listing_links_and_attributes(counter_fs: RunningFs) -> None:
     assert sorted(os.listdir(counter_fs.mountpoint)) == ["proc", "sys"]
-    assert sorted(os.listdir(counter_fs.path("proc"))) == ["big", "broken", "counter"]
+    assert sorted(os.listdir(counter_fs.path("proc"))) == ["big", "broken", "counter", "meminfo"]
     assert os.readlink(counter_fs.path("sys/link")) == "../proc/counter"
     st = os.stat(counter_fs.path("proc/counter"))
     assert (st.st_mode & 0o7777, st.st_uid, st.st_size) == (0o444, 0, 0)

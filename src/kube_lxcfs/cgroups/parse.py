@@ -6,6 +6,7 @@ layout it does not know, and nothing else.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from kube_lxcfs.cgroups.errors import ParseError
@@ -85,8 +86,12 @@ class CgroupEntry(NamedTuple):
     path: str
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_proc_cgroup(text: str) -> tuple[CgroupEntry, ...]:
-    """Parse /proc/<pid>/cgroup.  The path may contain ':' and starts with '/'."""
+    """Parse /proc/<pid>/cgroup.  The path may contain ':' and starts with '/'.
+
+    Memoized on the text: many readers share a few cgroups, and the result is immutable.
+    """
     entries = []
     for line in text.splitlines():
         if not line:
@@ -391,12 +396,15 @@ def parse_pid_stat_state(text: str) -> str:
 # --- host /proc files the renderers share --------------------------------------------------
 
 
-def parse_meminfo_kb(text: str) -> dict[str, int]:
-    """The numeric values of /proc/meminfo by key (kB, or a count for HugePages_*)."""
+def parse_meminfo_kb(text: str, keys: frozenset[str] | None = None) -> dict[str, int]:
+    """The numeric values of /proc/meminfo by key (kB, or a count for HugePages_*).
+
+    With ``keys``, only those are converted (a renderer needs five of ~55 lines).
+    """
     values: dict[str, int] = {}
     for line in text.splitlines():
         key, colon, rest = line.partition(":")
-        if not colon:
+        if not colon or (keys is not None and key not in keys):
             continue
         parts = rest.split()
         if parts:

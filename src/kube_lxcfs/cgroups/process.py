@@ -72,7 +72,14 @@ class ProcessResolver:
 
     def namespace_init(self, pid: int) -> int:
         """The pid (in our view) of the init of ``pid``'s pid namespace; 1 for our own."""
-        ns = self.pid_namespace(pid)
+        try:
+            ns = self.pid_namespace(pid)
+        except PermissionError:
+            # Some kernels/LSMs deny the ns link even to root; a process in our own
+            # namespace still shows it by having as many NSpid levels as we do.
+            if self._nspid_depth(pid) == self._nspid_depth("self"):
+                return 1
+            raise
         if ns == self.host_namespace:
             return 1
         with self._lock:
@@ -89,6 +96,9 @@ class ProcessResolver:
         with self._lock:
             self._inits[ns] = (init, started)
         return init
+
+    def _nspid_depth(self, pid: int | str) -> int:
+        return len(parse_pid_status(read_text(f"{self.proc_root}/{pid}/status")).nspid)
 
     def _find_init(self, pid: int, ns: str) -> int:
         current = pid

@@ -8,7 +8,6 @@ Ancestor walks (minimum limits, effective cpuset) happen here.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Protocol
 
@@ -41,18 +40,25 @@ from kube_lxcfs.cgroups.snapshot import (
 
 
 def read_text(path: str) -> str:
-    """Read a small kernel file in one go (cheaper than ``open()`` for /proc and cgroupfs)."""
+    """Read a small kernel file in one go (cheaper than ``open()`` for /proc and cgroupfs).
+
+    procfs, sysfs and cgroupfs hand over the whole content when the buffer is large
+    enough, so a short read is the end; only a full buffer needs another read.
+    """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        data = os.read(fd, _CHUNK)
+        if len(data) == _CHUNK:
+            chunks = [data]
+            while chunk := os.read(fd, _CHUNK):
+                chunks.append(chunk)
+            data = b"".join(chunks)
     finally:
         os.close(fd)
-    return b"".join(chunks).decode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
+
+
+_CHUNK = 65536
 
 
 def _read_optional(path: str) -> str | None:
@@ -115,7 +121,7 @@ def memory_stat_from(values: dict[str, int], keys: dict[str, str]) -> MemoryStat
 class Backend(Protocol):
     """What one cgroup version can answer; paths are cgroup paths inside ``h``."""
 
-    def memory(self, h: Hierarchy, cgroup: str) -> MemorySnapshot: ...
+    def memory(self, h: Hierarchy, cgroup: str, swap: bool = True) -> MemorySnapshot: ...
 
     def cpuset(self, h: Hierarchy, cgroup: str) -> frozenset[int] | None: ...
 
@@ -128,6 +134,11 @@ class Backend(Protocol):
     def pressure(self, h: Hierarchy, cgroup: str, resource: str) -> str | None: ...
 
 
+def _limited_ancestors(cgroup: str) -> list[str]:
+    """``cgroup`` and its parents, without the root: the root cgroup cannot be limited."""
+    return ancestors(cgroup)[:-1]
+
+
 def _min_limit(limits: list[int | None]) -> int | None:
     present = [v for v in limits if v is not None]
     return min(present) if present else None
@@ -138,14 +149,14 @@ class V1Backend:
 
     def _hier_min(self, h: Hierarchy, cgroup: str, name: str) -> int | None:
         limits: list[int | None] = []
-        for cg in ancestors(cgroup):
+        for cg in _limited_ancestors(cgroup):
             text = _read_optional(h.directory(cg) + "/" + name)
             if text is not None:
                 limits.append(parse_v1_limit(text, name))
         return _min_limit(limits)
 
-    def memory(self, h: Hierarchy, cgroup: str) -> MemorySnapshot:
-        d = _require_dir(h, cgroup)
+    def memory(self, h: Hierarchy, cgroup: str, swap: bool = True) -> MemorySnapshot:
+        d = h.directory(cgroup)  # every v1 memory cgroup has these files: no isdir needed
         usage = parse_int(read_text(d + "/memory.usage_in_bytes"), "memory.usage_in_bytes")
         stat = memory_stat_from(
             parse_flat_keyed(read_text(d + "/memory.stat"), "memory.stat"), V1_STAT_KEYS
@@ -153,30 +164,35 @@ class V1Backend:
         limit = self._hier_min(h, cgroup, "memory.limit_in_bytes")
         swap_limit: int | None = None
         swap_usage: int | None = None
-        memsw_usage = _read_optional(d + "/memory.memsw.usage_in_bytes")
+        memsw_usage = _read_optional(d + "/memory.memsw.usage_in_bytes") if swap else None
         if memsw_usage is not None:
             swap_usage = max(0, parse_int(memsw_usage, "memory.memsw.usage_in_bytes") - usage)
             memsw_limit = self._hier_min(h, cgroup, "memory.memsw.limit_in_bytes")
             if memsw_limit is not None:
                 swap_limit = max(0, memsw_limit - (limit if limit is not None else 0))
-        swappiness_text = _read_optional(d + "/memory.swappiness")
-        swappiness = None if swappiness_text is None else parse_int(swappiness_text)
+        swappiness: int | None = None
+        if swap_usage is not None:
+            swappiness_text = _read_optional(d + "/memory.swappiness")
+            swappiness = None if swappiness_text is None else parse_int(swappiness_text)
         return MemorySnapshot(cgroup, limit, usage, stat, swap_limit, swap_usage, swappiness)
 
     def cpuset(self, h: Hierarchy, cgroup: str) -> frozenset[int] | None:
-        d = _require_dir(h, cgroup)
-        for name in ("cpuset.effective_cpus", "cpuset.cpus"):
-            text = _read_optional(d + "/" + name)
-            if text is not None and text.strip():
-                return parse_cpu_list(text)
-        return None
+        d = h.directory(cgroup)
+        text = _read_optional(d + "/cpuset.effective_cpus")  # Linux 4.x+
+        if text is None:
+            text = read_text(d + "/cpuset.cpus")  # raises if the cgroup is gone
+        return parse_cpu_list(text) if text.strip() else None
 
     def cpu_quota(self, h: Hierarchy, cgroup: str) -> float | None:
-        _require_dir(h, cgroup)
         ratios: list[float] = []
-        for cg in ancestors(cgroup):
+        for cg in _limited_ancestors(cgroup):
             d = h.directory(cg)
-            quota_text = _read_optional(d + "/cpu.cfs_quota_us")
+            # the cgroup's own file must exist (else it is gone); parents' are optional
+            quota_text = (
+                read_text(d + "/cpu.cfs_quota_us")
+                if cg == cgroup
+                else (_read_optional(d + "/cpu.cfs_quota_us"))
+            )
             if quota_text is None:
                 continue
             quota = parse_int(quota_text, "cpu.cfs_quota_us")
@@ -187,14 +203,12 @@ class V1Backend:
         return min(ratios) if ratios else None
 
     def cpu_usage(self, h: Hierarchy, cgroup: str) -> CpuUsage | None:
-        d = _require_dir(h, cgroup)
+        d = h.directory(cgroup)
         text = _read_optional(d + "/cpuacct.usage_all")
         if text is not None:
             per_cpu = parse_cpuacct_usage_all(text)
         else:
-            text = _read_optional(d + "/cpuacct.usage_percpu")
-            if text is None:
-                return None
+            text = read_text(d + "/cpuacct.usage_percpu")
             # No user/system split on this kernel: count it all as user (lxcfs
             # counts it twice, as user and as system).
             per_cpu = {
@@ -206,12 +220,18 @@ class V1Backend:
 
     def io(self, h: Hierarchy, cgroup: str) -> IoSnapshot | None:
         d = _require_dir(h, cgroup)
-        # CFQ's files went with CFQ (Linux 5.0); the throttle files stay on every kernel
-        # and count all IO that passes the throttle layer; BFQ's exist with BFQ.
+        # CFQ's files went with CFQ (Linux 5.0).  The throttle and BFQ files exist on
+        # current kernels but count only IO that passes through throttling rules or the
+        # BFQ scheduler: a source counts only if the hierarchy root lists a device in it
+        # (otherwise this kernel accounts nothing there and the host's file is right).
         for prefix in ("blkio.", "blkio.throttle.", "blkio.bfq."):
             serviced = _read_optional(f"{d}/{prefix}io_serviced_recursive")
             service_bytes = _read_optional(f"{d}/{prefix}io_service_bytes_recursive")
             if serviced is None or service_bytes is None:
+                continue
+            name = prefix + "io_serviced_recursive"
+            root = serviced if cgroup == "/" else _read_optional(f"{h.mount_point}/{name}")
+            if not root or not parse_blkio_recursive(root, name):
                 continue
             ops = parse_blkio_recursive(serviced, prefix + "io_serviced_recursive")
             nbytes = parse_blkio_recursive(service_bytes, prefix + "io_service_bytes_recursive")
@@ -239,14 +259,28 @@ class V2Backend:
 
     def _hier_min(self, h: Hierarchy, cgroup: str, name: str) -> int | None:
         limits: list[int | None] = []
-        for cg in ancestors(cgroup):
+        for cg in _limited_ancestors(cgroup):
             text = _read_optional(h.directory(cg) + "/" + name)
             if text is not None:
                 limits.append(parse_v2_max(text, name))
         return _min_limit(limits)
 
-    def memory(self, h: Hierarchy, cgroup: str) -> MemorySnapshot:
-        d = _require_dir(h, cgroup)
+    @staticmethod
+    def _nearest_with(h: Hierarchy, cgroup: str, name: str) -> str:
+        """The cgroup itself, or the nearest ancestor with file ``name``.
+
+        Where a controller is not enabled for a subtree, its processes are charged
+        to the nearest ancestor where it is, so that ancestor's figures are theirs.
+        """
+        _require_dir(h, cgroup)
+        for cg in ancestors(cgroup):
+            if os.path.exists(h.directory(cg) + "/" + name):
+                return cg
+        return "/"
+
+    def memory(self, h: Hierarchy, cgroup: str, swap: bool = True) -> MemorySnapshot:
+        cgroup = self._nearest_with(h, cgroup, "memory.stat")
+        d = h.directory(cgroup)
         stat_values = parse_flat_keyed(read_text(d + "/memory.stat"), "memory.stat")
         stat = memory_stat_from(stat_values, V2_STAT_KEYS)
         current = _read_optional(d + "/memory.current")
@@ -258,9 +292,11 @@ class V2Backend:
         else:
             raise CgroupUnavailable(f"{d}/memory.current is missing")
         limit = self._hier_min(h, cgroup, "memory.max")
-        swap_current = _read_optional(d + "/memory.swap.current")
+        swap_current = _read_optional(d + "/memory.swap.current") if swap else None
         swap_usage = None if swap_current is None else parse_int(swap_current)
-        swap_limit = self._hier_min(h, cgroup, "memory.swap.max")
+        swap_limit = (
+            self._hier_min(h, cgroup, "memory.swap.max") if swap_usage is not None else None
+        )
         return MemorySnapshot(cgroup, limit, usage, stat, swap_limit, swap_usage, None)
 
     def cpuset(self, h: Hierarchy, cgroup: str) -> frozenset[int] | None:
@@ -276,7 +312,7 @@ class V2Backend:
     def cpu_quota(self, h: Hierarchy, cgroup: str) -> float | None:
         _require_dir(h, cgroup)
         ratios: list[float] = []
-        for cg in ancestors(cgroup):
+        for cg in _limited_ancestors(cgroup):
             text = _read_optional(h.directory(cg) + "/cpu.max")
             if text is not None:
                 quota, period = parse_cpu_max(text)
@@ -293,9 +329,11 @@ class V2Backend:
             raise ParseError("cpu.stat", str(values), "no user_usec/system_usec") from exc
 
     def io(self, h: Hierarchy, cgroup: str) -> IoSnapshot | None:
-        d = _require_dir(h, cgroup)
-        text = _read_optional(d + "/io.stat")
-        return None if text is None else IoSnapshot(cgroup, parse_io_stat(text))
+        cgroup = self._nearest_with(h, cgroup, "io.stat")
+        if cgroup == "/":
+            return None  # the root's IO is the host's: its diskstats are right
+        text = read_text(h.directory(cgroup) + "/io.stat")
+        return IoSnapshot(cgroup, parse_io_stat(text))
 
     def pressure(self, h: Hierarchy, cgroup: str, resource: str) -> str | None:
         d = _require_dir(h, cgroup)
@@ -332,10 +370,14 @@ class CgroupReader:
         """The back-end for a hierarchy's version."""
         return V2 if h.version == 2 else V1
 
-    def memory(self, entries: tuple[CgroupEntry, ...]) -> MemorySnapshot:
-        """Memory limit, usage, stat and swap of the memory cgroup."""
+    def memory(self, entries: tuple[CgroupEntry, ...], swap: bool = True) -> MemorySnapshot:
+        """Memory limit, usage, stat and swap of the memory cgroup.
+
+        ``swap=False`` skips the swap files (swap off by option, or a host without
+        swap): the snapshot then says "no swap accounting".
+        """
         h, cg = self.locate(entries, "memory")
-        return self.backend(h).memory(h, cg)
+        return self.backend(h).memory(h, cg, swap)
 
     def cpu(self, entries: tuple[CgroupEntry, ...]) -> CpuSnapshot:
         """Effective cpuset and CFS quota (minimum over ancestors)."""
@@ -395,8 +437,3 @@ class CgroupReader:
             return
         for child in children:
             self._collect(child, depth - 1, pids)
-
-
-def quota_cpus(quota: float | None) -> int | None:
-    """Whole CPUs a quota allows: ceil(quota/period), at least 1."""
-    return None if quota is None else max(1, math.ceil(quota - 1e-9))

@@ -7,7 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
+from kube_lxcfs.runtime.spec import DEFAULT_SECCOMP_SOCKET
 from kube_lxcfs.vfs import FsOptions
+
+NODE_MOUNT_DIR = "/var/lib/lxcfs"
 
 HELP = "Mount the virtual /proc and /sys/devices/system/cpu filesystem (FUSE, foreground)."
 
@@ -109,6 +112,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "that share a process namespace) or its pid namespace init's (lxcfs's rule)"
         ),
     )
+    parser.add_argument(
+        "--seccomp-socket",
+        metavar="PATH",
+        default=None,
+        help=(
+            "answer sysinfo(2) for containers started by the kube-lxcfs-runc wrapper on this "
+            f"unix socket (default: {DEFAULT_SECCOMP_SOCKET} when MOUNTPOINT is "
+            f"{NODE_MOUNT_DIR}, none otherwise; '' disables)"
+        ),
+    )
     add_restart_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -151,6 +164,15 @@ def fs_options(args: argparse.Namespace) -> FsOptions:
     )
 
 
+def seccomp_socket(args: argparse.Namespace) -> Path | None:
+    """The sysinfo socket: explicit, or the documented one for the node's mount dir."""
+    if args.seccomp_socket is not None:
+        return Path(args.seccomp_socket) if args.seccomp_socket else None
+    if Path(args.mountpoint).absolute() == Path(NODE_MOUNT_DIR):
+        return Path(DEFAULT_SECCOMP_SOCKET)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; 1 with a one-line reason if the daemon cannot start."""
     from kube_lxcfs.fuse.daemon import Daemon, DaemonError, parse_mount_options
@@ -174,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         mount_options=mount_options,
         pidfile=args.pidfile,
         debug=args.debug,
+        seccomp_socket=seccomp_socket(args),
     )
     try:
         return daemon.run()

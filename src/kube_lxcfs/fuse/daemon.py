@@ -181,6 +181,8 @@ class Daemon:
     tree_factory: Callable[[FsOptions], VirtualTree] | None = None
     restart: RestartHandling | None = None
     """Repair of containers after start, detach on stop (kube_lxcfs.repair.hook)."""
+    seccomp_socket: Path | None = None
+    """Where to answer wrapped containers' sysinfo(2) (see kube_lxcfs.runtime)."""
 
     def run(self) -> int:
         """Serve until a signal; 0 after a clean unmount."""
@@ -201,6 +203,7 @@ class Daemon:
             start = getattr(tree, "start", None)
             if callable(start):
                 start()
+            listener = self._start_seccomp_listener(tree)
             try:
                 log.info(
                     "mounting %s (pid %d, options %s)",
@@ -218,11 +221,27 @@ class Daemon:
             finally:
                 if restart is not None:
                     restart.after_serve()
+                if listener is not None:
+                    listener.close()
                 close = getattr(tree, "close", None)
                 if callable(close):
                     close()
         log.info("unmounted %s, exiting", mountpoint)
         return 0
+
+    def _start_seccomp_listener(self, tree: VirtualTree) -> Any:
+        """Serve sysinfo(2) notifications on the socket, if one is configured."""
+        sysinfo = getattr(tree, "sysinfo", None)
+        if self.seccomp_socket is None or not callable(sysinfo):
+            return None
+        from kube_lxcfs.runtime.listener import SeccompListener
+
+        listener = SeccompListener(str(self.seccomp_socket), sysinfo)
+        try:
+            listener.start()
+        except OSError as exc:
+            raise DaemonError(f"cannot listen on {self.seccomp_socket}: {exc}") from exc
+        return listener
 
     def _build_tree(self) -> VirtualTree:
         if self.tree_factory is not None:

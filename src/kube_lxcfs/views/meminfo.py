@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from kube_lxcfs.cgroups.parse import parse_meminfo_kb
 from kube_lxcfs.cgroups.snapshot import MemorySnapshot
 
+HOST_KEYS = frozenset({"MemTotal", "MemFree", "MemAvailable", "SwapTotal", "SwapFree"})
+"""The host figures the arithmetic needs."""
+
 LABEL_WIDTH = 16
 VALUE_WIDTH = 8
 
@@ -122,7 +125,7 @@ def render_meminfo(host_text: str, mem: MemorySnapshot | None, *, swap: bool = T
     ``mem is None`` means "the host's own figures" (a reader in the root cgroup),
     where only the swap option still applies.  Every host key is kept, in order.
     """
-    host = parse_meminfo_kb(host_text)
+    host = parse_meminfo_kb(host_text, HOST_KEYS)
     if mem is None:
         if swap:
             return host_text.encode()

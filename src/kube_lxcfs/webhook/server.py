@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kube_lxcfs.webhook.config import InjectOptions
+from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY, InjectOptions
 from kube_lxcfs.webhook.metrics import WebhookMetrics
 from kube_lxcfs.webhook.review import BadReviewError, review
 from kube_lxcfs.webhook.tls import ReloadingContext
@@ -30,7 +30,6 @@ from kube_lxcfs.webhook.tls import ReloadingContext
 log = logging.getLogger("kube_lxcfs.webhook")
 
 MUTATE_PATH = "/mutate"
-DEFAULT_MAX_BODY = 8 * 1024 * 1024  # the API server caps objects near 3 MiB; reviews carry two
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,9 @@ class _HttpsServer(ThreadingHTTPServer):
         try:
             tls.settimeout(owner.options.handshake_timeout)
             tls.do_handshake()
-            _AdmissionHandler(tls, client_address, self)
+            handler = _AdmissionHandler(tls, client_address, self)
+            if handler.linger:
+                _discard_unread(tls)
         except (OSError, ssl.SSLError) as exc:  # handshake failures, resets, timeouts
             log.debug("connection ended", extra={"peer": str(client_address), "error": str(exc)})
         finally:
@@ -86,8 +87,23 @@ class _HttpsServer(ThreadingHTTPServer):
                 tls.close()
 
 
+def _discard_unread(conn: ssl.SSLSocket, limit: int = 16 << 20, seconds: float = 1.0) -> None:
+    """Read what the client is still sending before closing, so it sees our answer (e.g. 413)
+    instead of a connection reset; bounded in bytes and time."""
+    deadline = time.monotonic() + seconds
+    received = 0
+    with contextlib.suppress(OSError, ssl.SSLError):
+        while received < limit and time.monotonic() < deadline:
+            conn.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            received += len(chunk)
+
+
 class _AdmissionHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    linger = False  # set when the request body was left unread
     server_version = "kube-lxcfs-webhook"
     sys_version = ""
     server: _HttpsServer
@@ -115,8 +131,6 @@ class _AdmissionHandler(BaseHTTPRequestHandler):
             owner.metrics.in_flight.inc(-1, webhook=MUTATE_PATH)
             owner.metrics.latency.observe(time.perf_counter() - started, webhook=MUTATE_PATH)
             owner.metrics.requests.inc(code=str(code), webhook=MUTATE_PATH)
-            if owner.draining.is_set():
-                self.close_connection = True
 
     def do_GET(self) -> None:
         self._json(405, {"message": "POST AdmissionReviews to /mutate"})
@@ -129,6 +143,7 @@ class _AdmissionHandler(BaseHTTPRequestHandler):
         length = int(length_header)
         if length > owner.options.max_body_bytes:
             self.close_connection = True  # the body stays unread: this connection is done
+            self.linger = True
             limit = owner.options.max_body_bytes
             return self._json(413, {"message": f"body of {length} bytes exceeds {limit}"})
         body = self.rfile.read(length)
@@ -154,9 +169,12 @@ class _AdmissionHandler(BaseHTTPRequestHandler):
             self.rfile.read(int(length))
         else:
             self.close_connection = True
+            self.linger = True
 
     def _json(self, code: int, payload: Any) -> int:
         body = json.dumps(payload, separators=(",", ":")).encode()
+        if self.server.owner.draining.is_set():
+            self.close_connection = True  # shutting down: no more requests on this connection
         head = (
             f"HTTP/1.1 {code} {self.responses.get(code, ('',))[0]}\r\n"
             "Content-Type: application/json\r\n"
@@ -341,7 +359,10 @@ def serve_until_signalled(
         server.start()
         if on_started is not None:
             on_started(server)
-        stop.wait()
+        # Wake up regularly: a signal delivered to another thread only runs its Python handler
+        # once the main thread executes bytecode again.
+        while not stop.wait(0.2):
+            pass
         server.stop()
     finally:
         for sig, old in previous.items():
