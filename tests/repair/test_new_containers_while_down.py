@@ -16,11 +16,11 @@ import pytest
 
 from kube_lxcfs.webhook.config import DEFAULT_FILES, DEFAULT_MOUNT_DIR, build_paths
 
-from .conftest import needs_root
+from .conftest import harness, needs_root, rootfs_builder
 from .helpers import LxcfsSource
 
-containers_harness = pytest.importorskip("containers.runc_harness")
-rootfs_module = pytest.importorskip("containers.rootfs")
+containers_harness = harness()
+rootfs_module = rootfs_builder()
 
 
 def test_webhook_declares_file_and_directory_host_path_types() -> None:

@@ -17,12 +17,12 @@ import pytest
 
 from kube_lxcfs.repair import repair
 
-from .conftest import needs_root
+from .conftest import harness, needs_root, rootfs_builder
 from .helpers import LxcfsSource, wait_for
 from .readers import loop_args, make_bare_rootfs, memtotal_kib, read_status
 
-containers_harness = pytest.importorskip("containers.runc_harness")
-rootfs_module = pytest.importorskip("containers.rootfs")
+containers_harness = harness()
+rootfs_module = rootfs_builder()
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.fuse, pytest.mark.containers]
 
@@ -65,7 +65,7 @@ def start_readers(runc, images, mount_dir: Path) -> list[Reader]:
         limit = 128 + 64 * index
         container = runc.start(
             images[image],
-            containers_harness.Resources(memory=limit * MIB),
+            resources=containers_harness.Resources(memory=limit * MIB),
             mount_dir=mount_dir,
             args=loop_args(busybox),
         )
