@@ -34,7 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the chosen subcommand; return its exit code."""
+    """Parse ``argv`` and run the chosen subcommand; return its exit code.
+
+    A subcommand whose module defines ``run_raw(argv)`` (the runc-compatible
+    ``runtime``) gets its arguments untouched, since they follow another
+    program's grammar; only its ``--help`` goes through argparse.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS and argv[1:2] not in (["-h"], ["--help"]):
+        module = importlib.import_module(f"kube_lxcfs.commands.{argv[0]}")
+        run_raw = getattr(module, "run_raw", None)
+        if run_raw is not None:
+            return int(run_raw(argv[1:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

@@ -1,20 +1,168 @@
-"""The ``kube-lxcfs fs`` subcommand."""
+"""The ``kube-lxcfs fs`` subcommand: flags → :class:`FsOptions` → the daemon."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
+
+from kube_lxcfs.runtime.spec import DEFAULT_SECCOMP_SOCKET
+from kube_lxcfs.vfs import FsOptions
+
+NODE_MOUNT_DIR = "/var/lib/lxcfs"
 
 HELP = "Mount the virtual /proc and /sys/devices/system/cpu filesystem (FUSE, foreground)."
+
+DESCRIPTION = """\
+Mount a read-only FUSE filesystem at MOUNTPOINT with lxcfs's layout:
+  proc/{cpuinfo,diskstats,loadavg,meminfo,stat,swaps,uptime,slabinfo}
+  proc/pressure/{cpu,io,memory}   (when the host has PSI)
+  sys/devices/system/cpu/         (online/offline and cpuN/online from the cgroup)
+Each read is rendered from the cgroup of the process that reads, so a container
+that bind-mounts these files over its /proc sees its own limits.
+
+Runs in the foreground until SIGTERM or SIGINT, then unmounts and exits 0.
+A dead mount at MOUNTPOINT left by a killed daemon ("Transport endpoint is not
+connected") is detached first; a live mount there is an error. A missing
+MOUNTPOINT is created. Mount options: allow_other,entry_timeout=0.5,
+attr_timeout=0.5,direct_io,ro plus -o. Needs root (or CAP_SYS_ADMIN) and /dev/fuse.
+"""
+
+EPILOG = """\
+examples:
+  kube-lxcfs fs /var/lib/lxcfs
+  kube-lxcfs fs --cgroup-of=init --disable-swap -p /run/kube-lxcfs.pid /var/lib/lxcfs
+  docker run -v /var/lib/lxcfs/proc/meminfo:/proc/meminfo:ro ...
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``fs`` subcommand."""
-    parser = subparsers.add_parser("fs", help=HELP, description=HELP)
+    parser = subparsers.add_parser(
+        "fs",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT", type=Path, help="where to mount")
+    parser.add_argument(
+        "-f",
+        "--foreground",
+        action="store_true",
+        help="accepted for lxcfs compatibility; the daemon always stays in the foreground",
+    )
+    parser.add_argument(
+        "-d",
+        "--debug",
+        action="store_true",
+        help="debug logging, including every FUSE request (libfuse -d)",
+    )
+    parser.add_argument(
+        "-p",
+        "--pidfile",
+        type=Path,
+        metavar="FILE",
+        help="write and lock FILE with the daemon's pid; a second daemon with it refuses to start",
+    )
+    parser.add_argument(
+        "-o",
+        dest="mount_options",
+        action="append",
+        default=[],
+        metavar="OPTS",
+        help="extra FUSE mount options, comma separated (may be repeated)",
+    )
+    loadavg = parser.add_mutually_exclusive_group()
+    loadavg.add_argument(
+        "-l",
+        "--enable-loadavg",
+        action="store_true",
+        help="accepted for lxcfs compatibility; per-cgroup loadavg is on by default",
+    )
+    loadavg.add_argument(
+        "--disable-loadavg",
+        action="store_true",
+        help="serve the host's /proc/loadavg instead of the cgroup's",
+    )
+    parser.add_argument(
+        "-u",
+        "--disable-swap",
+        action="store_true",
+        help="no swap in meminfo and swaps (SwapTotal/SwapFree 0, swaps header only)",
+    )
+    parser.add_argument(
+        "--enable-cfs",
+        action="store_true",
+        help="accepted for lxcfs compatibility; the quota CPU view is the default",
+    )
+    parser.add_argument(
+        "--cpu-view",
+        choices=("quota", "cpuset"),
+        default="quota",
+        help="visible CPUs: min(cpuset, ceil(quota/period)) (default) or the whole cpuset",
+    )
+    parser.add_argument(
+        "--cgroup-of",
+        choices=("reader", "init"),
+        default="reader",
+        help=(
+            "whose cgroup answers a read: the reading process's (default; right for pods "
+            "that share a process namespace) or its pid namespace init's (lxcfs's rule)"
+        ),
+    )
+    parser.add_argument(
+        "--seccomp-socket",
+        metavar="PATH",
+        default=None,
+        help=(
+            "answer sysinfo(2) for containers started by the kube-lxcfs-runc wrapper on this "
+            f"unix socket (default: {DEFAULT_SECCOMP_SOCKET} when MOUNTPOINT is "
+            f"{NODE_MOUNT_DIR}, none otherwise; '' disables)"
+        ),
+    )
     parser.set_defaults(handler=run)
 
 
+def fs_options(args: argparse.Namespace) -> FsOptions:
+    """The rendering options the flags ask for."""
+    return FsOptions(
+        swap=not args.disable_swap,
+        loadavg=not args.disable_loadavg,
+        cpu_view=args.cpu_view,
+        cgroup_of=args.cgroup_of,
+    )
+
+
+def seccomp_socket(args: argparse.Namespace) -> Path | None:
+    """The sysinfo socket: explicit, or the documented one for the node's mount dir."""
+    if args.seccomp_socket is not None:
+        return Path(args.seccomp_socket) if args.seccomp_socket else None
+    if Path(args.mountpoint).absolute() == Path(NODE_MOUNT_DIR):
+        return Path(DEFAULT_SECCOMP_SOCKET)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    """Not implemented yet: say so instead of pretending."""
-    print("kube-lxcfs fs: not implemented yet", file=sys.stderr)
-    return 1
+    """Serve until SIGTERM/SIGINT; 1 with a one-line reason if the daemon cannot start."""
+    from kube_lxcfs.fuse.daemon import Daemon, DaemonError, parse_mount_options
+
+    mount_options: dict[str, str | bool] = {}
+    for text in args.mount_options:
+        mount_options.update(parse_mount_options(text))
+    if args.debug:
+        logging.getLogger().setLevel(logging.DEBUG)
+    daemon = Daemon(
+        mountpoint=args.mountpoint,
+        fs_options=fs_options(args),
+        mount_options=mount_options,
+        pidfile=args.pidfile,
+        debug=args.debug,
+        seccomp_socket=seccomp_socket(args),
+    )
+    try:
+        return daemon.run()
+    except DaemonError as exc:
+        print(f"kube-lxcfs fs: {exc}", file=sys.stderr)
+        return 1

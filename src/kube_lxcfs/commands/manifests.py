@@ -5,16 +5,35 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "Print the Kubernetes manifests of the whole deployment."
+HELP = "Print the Kubernetes manifests of a kube-lxcfs deployment."
+DESCRIPTION = (
+    "Print every object of a kube-lxcfs deployment as YAML: namespace, service accounts, "
+    "RBAC, the node agent DaemonSet, the webhook Deployment, Service, PodDisruptionBudget and "
+    "MutatingWebhookConfiguration. The output is what `kube-lxcfs install` applies and what "
+    "`helm template` renders from deploy/helm/kube-lxcfs with the same values. Pipe it to "
+    "`kubectl apply -f -` to install without this tool."
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``manifests`` subcommand."""
-    parser = subparsers.add_parser("manifests", help=HELP, description=HELP)
-    parser.set_defaults(handler=run)
+    from kube_lxcfs.deploy.cli_values import add_value_options
+
+    parser = subparsers.add_parser("manifests", help=HELP, description=DESCRIPTION)
+    add_value_options(parser)
+    parser.set_defaults(handler=run, parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not implemented yet: say so instead of pretending."""
-    print("kube-lxcfs manifests: not implemented yet", file=sys.stderr)
-    return 1
+    """Resolve the values, render, print."""
+    from kube_lxcfs.deploy.cli_values import values_from_args
+    from kube_lxcfs.deploy.render import render, to_yaml
+    from kube_lxcfs.deploy.values import ValuesError
+
+    try:
+        values = values_from_args(args)
+    except (ValuesError, OSError) as exc:
+        print(f"kube-lxcfs manifests: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(to_yaml(render(values)))
+    return 0

@@ -7,14 +7,77 @@ import sys
 
 HELP = "Repair stale bind mounts of running containers after a daemon restart."
 
+DESCRIPTION = """\
+After the kube-lxcfs daemon restarts (crash, OOM kill, upgrade), the files it
+served that containers bind-mounted over /proc fail with "Transport endpoint is
+not connected". This finds every mount namespace on the host, tests each mount
+of the filesystem at --mount-dir from inside its namespace, and swaps every
+stale one for the same file of the live filesystem (open_tree + move_mount; no
+binary from the container image is used). The daemon runs this by itself after
+every start; run it by hand to check or to retry.
+
+Exit status: 0 when nothing failed, 1 when a mount could not be repaired or no
+live filesystem is mounted at --mount-dir.
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``repair`` subcommand."""
-    parser = subparsers.add_parser("repair", help=HELP, description=HELP)
+    from kube_lxcfs.repair import DEFAULT_MOUNT_DIR, DEFAULT_STATE_DIR, Strategy
+
+    parser = subparsers.add_parser(
+        "repair",
+        help=HELP,
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--mount-dir",
+        default=DEFAULT_MOUNT_DIR,
+        help="where the live filesystem is mounted (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only list the stale mounts (one line each), change nothing",
+    )
+    parser.add_argument(
+        "--state-dir",
+        default=DEFAULT_STATE_DIR,
+        help="where `fs --on-stop=detach` records the detached mounts to re-attach "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=[s.value for s in Strategy],
+        default=Strategy.AUTO.value,
+        help="how to swap a mount: auto (beneath if the kernel has it, else replace), "
+        "beneath, replace, stack, or bind (the fallback for kernels without "
+        "open_tree/move_mount) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also list healthy and skipped mounts"
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not implemented yet: say so instead of pretending."""
-    print("kube-lxcfs repair: not implemented yet", file=sys.stderr)
-    return 1
+    """Run one pass and print one line per mount worth reporting, then a summary."""
+    from kube_lxcfs.repair import RepairError, Strategy, repair
+
+    try:
+        report = repair(
+            args.mount_dir,
+            dry_run=args.dry_run,
+            strategy=Strategy(args.strategy),
+            state_dir=args.state_dir,
+        )
+    except RepairError as exc:
+        print(f"kube-lxcfs repair: {exc}", file=sys.stderr)
+        return 1
+    shown = {"stale"} if args.dry_run else {"repaired", "reattached", "failed", "gone"}
+    for outcomes in report.by_namespace().values():
+        for o in outcomes:
+            if args.verbose or o.status in shown:
+                print(o.line())
+    return 1 if report.failed else 0

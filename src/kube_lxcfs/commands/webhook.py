@@ -1,20 +1,416 @@
-"""The ``kube-lxcfs webhook`` subcommand."""
+"""The ``kube-lxcfs webhook`` subcommand: flags (each with an env var) → the webhook server."""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 HELP = "Serve the mutating admission webhook that injects the virtual files into pods."
+
+DESCRIPTION = """\
+Serve the mutating admission webhook (POST /mutate, admission.k8s.io v1 and v1beta1) that
+bind-mounts the node's virtual /proc and /sys files (hostPath volumes from --mount-dir) read-only
+into every container and init container of the pods the API server sends it. Namespace selection
+is done by the webhook configuration (namespaceSelector lxcfs-admission-webhook=enabled); pods opt
+out with the annotation kube-lxcfs.io/inject: "false" (or the seed's
+lxcfs-admission-webhook.aliyun.com/mutate: "false"). Injected pods get the annotation
+kube-lxcfs.io/status: injected | partial | conflict.
+
+/healthz, /readyz and /metrics (Prometheus) are served over plain HTTP on --health-port.
+Every option can also be set by the environment variable shown with it; a flag wins over its
+variable. SIGTERM stops gracefully (readiness fails, in-flight requests finish)."""
+
+ENV_PREFIX = "KUBE_LXCFS_WEBHOOK_"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def _env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} out of range 0-65535")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seconds must not be negative: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _bool_word(text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add(
+    group: argparse._ArgumentGroup,
+    flag: str,
+    *,
+    help: str,
+    errors: list[str],
+    default: Any = None,
+    convert: Callable[[str], Any] = str,
+    shown_default: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Add ``flag`` whose default comes from its env var, and say so in ``--help``."""
+    env = _env_name(flag)
+    raw = os.environ.get(env)
+    value = default
+    if raw is not None and raw != "":
+        try:
+            value = convert(raw)
+            if "choices" in kwargs and value not in kwargs["choices"]:
+                choices = ", ".join(kwargs["choices"])
+                raise argparse.ArgumentTypeError(f"{raw!r} is not one of {choices}")
+        except argparse.ArgumentTypeError as exc:
+            errors.append(f"{env}: {exc}")
+    shown = shown_default if shown_default is not None else default
+    suffix = f" [env {env}" + (f"; default: {shown}]" if shown not in (None, "") else "]")
+    group.add_argument(flag, default=value, help=help + suffix, **kwargs)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``webhook`` subcommand."""
-    parser = subparsers.add_parser("webhook", help=HELP, description=HELP)
-    parser.set_defaults(handler=run)
+    parser = subparsers.add_parser(
+        "webhook",
+        help=HELP,
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    errors: list[str] = []
+    _add_arguments(functools.partial(_add, errors=errors), parser)
+    # A bad environment value is reported only when this subcommand runs.
+    parser.set_defaults(handler=run, env_errors=errors)
+
+
+def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -> None:
+    from kube_lxcfs.webhook.config import (
+        DEFAULT_EXCLUDED_NAMESPACES as namespaces,
+    )
+    from kube_lxcfs.webhook.config import (
+        DEFAULT_FILES as files,
+    )
+    from kube_lxcfs.webhook.config import (
+        DEFAULT_MOUNT_DIR as mount_dir,
+    )
+    from kube_lxcfs.webhook.config import (
+        DEFAULT_SKIP_POD_LABELS as skip_labels,
+    )
+    from kube_lxcfs.webhook.server import DEFAULT_MAX_BODY as max_body
+
+    tls = parser.add_argument_group("TLS and listeners")
+    _add(
+        tls,
+        "--tls-cert",
+        help="PEM certificate chain served on the HTTPS port (required)",
+        metavar="FILE",
+        convert=str,
+    )
+    _add(
+        tls,
+        "--tls-key",
+        help="PEM private key of --tls-cert (required)",
+        metavar="FILE",
+        convert=str,
+    )
+    _add(
+        tls,
+        "--tls-min-version",
+        help="lowest TLS version accepted",
+        default="1.2",
+        choices=("1.2", "1.3"),
+        convert=str,
+    )
+    _add(
+        tls,
+        "--tls-reload-interval",
+        type=_seconds,
+        convert=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often the cert/key files are checked for changes",
+    )
+    _add(
+        tls,
+        "--address",
+        default="0.0.0.0",
+        metavar="IP",
+        convert=str,
+        help="address both listeners bind to",
+    )
+    _add(
+        tls,
+        "--port",
+        type=_port,
+        convert=_port,
+        default=8443,
+        help="HTTPS port serving POST /mutate",
+    )
+    _add(
+        tls,
+        "--health-port",
+        type=_port,
+        convert=_port,
+        default=8080,
+        help="plain-HTTP port serving /healthz, /readyz and /metrics",
+    )
+
+    inject = parser.add_argument_group("what is injected")
+    _add(
+        inject,
+        "--mount-dir",
+        default=mount_dir,
+        metavar="DIR",
+        convert=str,
+        help="node directory where the kube-lxcfs filesystem is mounted (hostPath source)",
+    )
+    _add(
+        inject,
+        "--files",
+        type=_comma_list,
+        convert=_comma_list,
+        default=list(files),
+        shown_default=",".join(files),
+        metavar="LIST",
+        help="comma-separated paths under --mount-dir to mount at the same path in containers;"
+        " a trailing / marks a directory (hostPath type Directory, else File)",
+    )
+    _add(
+        inject,
+        "--inject-init-containers",
+        action=argparse.BooleanOptionalAction,
+        convert=_bool_word,
+        default=True,
+        help="also inject plain init containers (native sidecars, restartPolicy Always, are"
+        " always injected)",
+    )
+
+    select = parser.add_argument_group("which pods are left alone")
+    _add(
+        select,
+        "--exclude-namespaces",
+        type=_comma_list,
+        convert=_comma_list,
+        default=list(namespaces),
+        shown_default=",".join(namespaces),
+        metavar="LIST",
+        help="comma-separated namespaces never mutated, whatever the configuration sends",
+    )
+    _add(
+        select,
+        "--namespace",
+        default="",
+        metavar="NS",
+        convert=str,
+        help="the webhook's own namespace, never mutated (set it from the downward API)",
+    )
+    _add(
+        select,
+        "--skip-pod-labels",
+        type=_comma_list,
+        convert=_comma_list,
+        default=list(skip_labels),
+        shown_default=",".join(skip_labels),
+        metavar="LIST",
+        help="comma-separated KEY=VALUE (or KEY) labels of kube-lxcfs's own pods, never mutated",
+    )
+
+    certs = parser.add_argument_group(
+        "self-provisioned certificate (in-cluster; the default manifests use it)"
+    )
+    _add(
+        certs,
+        "--self-provision-secret",
+        default="",
+        metavar="NAME",
+        convert=str,
+        help="create (if absent) and renew a CA/serving-certificate Secret NAME in --namespace,"
+        " write its tls.crt/tls.key to the directory of --tls-cert/--tls-key and keep the"
+        " caBundle of --webhook-config in sync; needs the in-cluster service account",
+    )
+    _add(
+        certs,
+        "--webhook-config",
+        default="kube-lxcfs-webhook",
+        metavar="NAME",
+        convert=str,
+        help="MutatingWebhookConfiguration whose caBundle --self-provision-secret maintains",
+    )
+    _add(
+        certs,
+        "--webhook-service",
+        default="kube-lxcfs-webhook",
+        metavar="NAME",
+        convert=str,
+        help="Service name the self-provisioned certificate is issued for (NAME.NS.svc, ...)",
+    )
+
+    ops = parser.add_argument_group("operation")
+    _add(
+        ops,
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        convert=str,
+        help="JSON log level on stderr (debug logs one line per admission)",
+    )
+    _add(
+        ops,
+        "--max-body-bytes",
+        type=_positive_int,
+        convert=_positive_int,
+        default=max_body,
+        metavar="BYTES",
+        help="larger request bodies are refused with HTTP 413",
+    )
+    _add(
+        ops,
+        "--idle-timeout",
+        type=_seconds,
+        convert=_seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help="close keep-alive connections idle this long",
+    )
+    _add(
+        ops,
+        "--shutdown-grace",
+        type=_seconds,
+        convert=_seconds,
+        default=25.0,
+        metavar="SECONDS",
+        help="on SIGTERM, wait at most this long for in-flight requests",
+    )
+    _add(
+        ops,
+        "--shutdown-delay",
+        type=_seconds,
+        convert=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="on SIGTERM, fail /readyz and keep serving this long before closing the listener",
+    )
+
+
+def _fail(message: str) -> int:
+    print(f"kube-lxcfs webhook: {message}", file=sys.stderr)
+    return 2
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not implemented yet: say so instead of pretending."""
-    print("kube-lxcfs webhook: not implemented yet", file=sys.stderr)
-    return 1
+    """Check the options, then serve until SIGTERM."""
+    from kube_lxcfs import jsonlog
+    from kube_lxcfs.webhook.config import ConfigError, make_options
+    from kube_lxcfs.webhook.server import ServerOptions, WebhookServer, serve_until_signalled
+    from kube_lxcfs.webhook.tls import TlsLoadError
+
+    if args.env_errors:
+        return _fail(args.env_errors[0])
+    watcher = None
+    if args.self_provision_secret:
+        started = _self_provision(args)
+        if isinstance(started, str):
+            return _fail(started)
+        watcher = started
+    for flag, value in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if not value:
+            return _fail(f"{flag} is required (or set {_env_name(flag)})")
+        if not Path(value).is_file():
+            return _fail(f"{flag} {value}: no such file")
+    try:
+        inject = make_options(
+            mount_dir=args.mount_dir,
+            files=args.files,
+            excluded_namespaces=args.exclude_namespaces,
+            own_namespace=args.namespace or None,
+            inject_init_containers=args.inject_init_containers,
+            skip_pod_labels=args.skip_pod_labels,
+        )
+    except ConfigError as exc:
+        return _fail(str(exc))
+    options = ServerOptions(
+        cert_file=Path(args.tls_cert),
+        key_file=Path(args.tls_key),
+        address=args.address,
+        port=args.port,
+        health_port=args.health_port,
+        tls_min_version=args.tls_min_version,
+        tls_reload_interval=args.tls_reload_interval or 10.0,
+        max_body_bytes=args.max_body_bytes,
+        idle_timeout=args.idle_timeout,
+        shutdown_grace=args.shutdown_grace,
+        shutdown_delay=args.shutdown_delay,
+        inject=inject,
+    )
+    jsonlog.configure(args.log_level)
+    try:
+        server = WebhookServer(options)
+    except TlsLoadError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot listen on {args.address} ports {args.port}/{args.health_port}: {exc}")
+    try:
+        return serve_until_signalled(server)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+
+
+def _self_provision(args: argparse.Namespace) -> Any:
+    """Provision the serving certificate from the cluster; a watcher, or an error message."""
+    from kube_lxcfs.deploy.kubeapi import ApiError
+    from kube_lxcfs.deploy.selfprovision import start
+
+    if not args.namespace:
+        return "--self-provision-secret needs --namespace (set it from the downward API)"
+    if not args.tls_cert or not args.tls_key:
+        return "--self-provision-secret needs --tls-cert and --tls-key (where to write them)"
+    cert, key = Path(args.tls_cert), Path(args.tls_key)
+    if (cert.name, key.name) != ("tls.crt", "tls.key") or cert.parent != key.parent:
+        return "--self-provision-secret writes DIR/tls.crt and DIR/tls.key: point both there"
+    try:
+        return start(
+            namespace=args.namespace,
+            secret_name=args.self_provision_secret,
+            webhook_config=args.webhook_config,
+            service=args.webhook_service,
+            cert_dir=cert.parent,
+        )
+    except (ApiError, OSError, ValueError) as exc:
+        return f"self-provisioning the certificate failed: {exc}"

@@ -1,0 +1,556 @@
+"""Every Kubernetes object of a kube-lxcfs deployment, written once.
+
+This module is the single source of truth: ``kube-lxcfs manifests``/``install``
+evaluate these trees with a values dict, and the Helm chart's templates are
+generated from the very same trees (see ``template.py``). Names are fixed so that
+the Service the API server calls is ``kube-lxcfs-webhook.<namespace>.svc``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kube_lxcfs import __version__
+from kube_lxcfs.deploy.template import OMIT, Fmt, If, Join, Not, Ref, Splice, Truthy
+from kube_lxcfs.deploy.values import NAME, NAMESPACE_LABEL, POD_OPT_IN_LABEL
+
+AGENT = f"{NAME}-agent"
+WEBHOOK = f"{NAME}-webhook"
+WEBHOOK_CONFIG = WEBHOOK
+CERT_DIR = "/run/kube-lxcfs/tls"
+HEALTH_PORT_NAME = "health"
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+# Our own pods must never be mutated (the install namespace is excluded too).
+NO_INJECT = {"kube-lxcfs.io/inject": "false"}
+
+NS = Ref("namespace")
+SELF_PROVISION = Not(Truthy("certManager.enabled"))
+
+
+def labels(component: str) -> dict[str, Any]:
+    """The recommended ``app.kubernetes.io`` labels of one component."""
+    return {
+        "app.kubernetes.io/name": NAME,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": NAME,
+        "app.kubernetes.io/version": __version__,
+    }
+
+
+def selector(component: str) -> dict[str, Any]:
+    """The stable subset of ``labels`` that selectors use (never the version)."""
+    return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": component}
+
+
+def meta(name: str, component: str, *, namespaced: bool = True, **extra: Any) -> dict[str, Any]:
+    """Object metadata: name, namespace when namespaced, labels."""
+    out: dict[str, Any] = {"name": name}
+    if namespaced:
+        out["namespace"] = NS
+    out["labels"] = labels(component)
+    out.update(extra)
+    return out
+
+
+def _image(prefix: str) -> Fmt:
+    return Fmt("%s:%s", Ref(f"{prefix}.image.repository"), Ref(f"{prefix}.image.tag"))
+
+
+def namespace() -> Any:
+    """The install namespace, allowed to run the privileged node agent."""
+    return If(
+        Truthy("createNamespace"),
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": NS,
+                "labels": {
+                    **labels("namespace"),
+                    PSA_ENFORCE: "privileged",
+                    "pod-security.kubernetes.io/warn": "privileged",
+                    "pod-security.kubernetes.io/audit": "privileged",
+                },
+            },
+        },
+    )
+
+
+def service_accounts() -> list[Any]:
+    """One ServiceAccount per component; the agent needs no API access at all."""
+    agent = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": meta(AGENT, "node-agent", annotations=Ref("serviceAccount.annotations")),
+        "automountServiceAccountToken": False,
+    }
+    webhook = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": meta(WEBHOOK, "webhook", annotations=Ref("serviceAccount.annotations")),
+        "automountServiceAccountToken": If(SELF_PROVISION, True, False),
+    }
+    return [
+        If(Truthy("serviceAccount.create"), agent),
+        If(Truthy("serviceAccount.create"), webhook),
+    ]
+
+
+def rbac() -> list[Any]:
+    """Least privilege for self-provisioning: one Secret, one webhook configuration.
+
+    RBAC cannot limit ``create`` by name (the name is not known when it is
+    authorised), so creating Secrets is allowed in the install namespace only;
+    reading and updating is limited to the one Secret by ``resourceNames``.
+    """
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": meta(WEBHOOK, "webhook"),
+        "rules": [
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+            {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "resourceNames": [Ref("webhook.tlsSecretName")],
+                "verbs": ["get", "update", "patch"],
+            },
+        ],
+    }
+    role_binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": meta(WEBHOOK, "webhook"),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": WEBHOOK},
+        "subjects": [{"kind": "ServiceAccount", "name": WEBHOOK, "namespace": NS}],
+    }
+    cluster_role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": meta(WEBHOOK, "webhook", namespaced=False),
+        "rules": [
+            {
+                "apiGroups": ["admissionregistration.k8s.io"],
+                "resources": ["mutatingwebhookconfigurations"],
+                "resourceNames": [WEBHOOK_CONFIG],
+                "verbs": ["get", "update", "patch"],
+            }
+        ],
+    }
+    cluster_role_binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": meta(WEBHOOK, "webhook", namespaced=False),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": WEBHOOK,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": WEBHOOK, "namespace": NS}],
+    }
+    return [
+        If(SELF_PROVISION, obj) for obj in (role, role_binding, cluster_role, cluster_role_binding)
+    ]
+
+
+def daemonset() -> dict[str, Any]:
+    """The node agent: the FUSE filesystem on every node, propagated to the host."""
+    mount_dir = Ref("mountDir")
+    container = {
+        "name": "fs",
+        "image": _image("nodeAgent"),
+        "imagePullPolicy": Ref("nodeAgent.image.pullPolicy"),
+        "command": ["kube-lxcfs", "fs"],
+        "args": [mount_dir, Splice(Ref("nodeAgent.extraArgs"))],
+        "securityContext": {"privileged": True, "readOnlyRootFilesystem": True},
+        "resources": Ref("nodeAgent.resources"),
+        # Ready when the filesystem answers: a stale or missing mount fails the read.
+        "readinessProbe": {
+            "exec": {"command": ["cat", Fmt("%s/proc/meminfo", mount_dir)]},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "volumeMounts": [
+            {"name": "fuse", "mountPath": "/dev/fuse"},
+            {"name": "cgroup", "mountPath": "/sys/fs/cgroup", "readOnly": True},
+            {"name": "mount-dir", "mountPath": mount_dir, "mountPropagation": "Bidirectional"},
+            {"name": "run", "mountPath": "/run/kube-lxcfs"},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": meta(AGENT, "node-agent"),
+        "spec": {
+            "selector": {"matchLabels": selector("node-agent")},
+            "updateStrategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {
+                    "maxUnavailable": Ref("nodeAgent.maxUnavailable"),
+                    "maxSurge": Ref("nodeAgent.maxSurge"),
+                },
+            },
+            "template": {
+                "metadata": {"labels": labels("node-agent"), "annotations": dict(NO_INJECT)},
+                "spec": {
+                    "serviceAccountName": AGENT,
+                    "automountServiceAccountToken": False,
+                    "hostPID": True,
+                    "priorityClassName": Ref("nodeAgent.priorityClassName"),
+                    "nodeSelector": Ref("nodeAgent.nodeSelector"),
+                    "tolerations": Ref("nodeAgent.tolerations"),
+                    "imagePullSecrets": Ref("imagePullSecrets"),
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "fuse", "hostPath": {"path": "/dev/fuse", "type": "CharDevice"}},
+                        {
+                            "name": "cgroup",
+                            "hostPath": {"path": "/sys/fs/cgroup", "type": "Directory"},
+                        },
+                        {
+                            "name": "mount-dir",
+                            "hostPath": {"path": mount_dir, "type": "DirectoryOrCreate"},
+                        },
+                        {"name": "run", "emptyDir": {"medium": "Memory"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _webhook_args() -> list[Any]:
+    return [
+        Fmt("--port=%s", Ref("webhook.port")),
+        Fmt("--health-port=%s", Ref("webhook.healthPort")),
+        Fmt("--tls-cert=%s/tls.crt", CERT_DIR),
+        Fmt("--tls-key=%s/tls.key", CERT_DIR),
+        Fmt("--mount-dir=%s", Ref("mountDir")),
+        Fmt("--files=%s", Join(",", Ref("injectedFiles"))),
+        Fmt("--log-level=%s", Ref("webhook.logLevel")),
+        If(SELF_PROVISION, Fmt("--self-provision-secret=%s", Ref("webhook.tlsSecretName"))),
+        If(SELF_PROVISION, Fmt("--webhook-config=%s", WEBHOOK_CONFIG)),
+        If(SELF_PROVISION, Fmt("--webhook-service=%s", WEBHOOK)),
+        Splice(Ref("webhook.extraArgs")),
+    ]
+
+
+def deployment() -> dict[str, Any]:
+    """The webhook: two stateless replicas, restricted-compliant."""
+    container = {
+        "name": "webhook",
+        "image": _image("webhook"),
+        "imagePullPolicy": Ref("webhook.image.pullPolicy"),
+        "command": ["kube-lxcfs", "webhook"],
+        "args": _webhook_args(),
+        "env": [
+            {
+                "name": "KUBE_LXCFS_WEBHOOK_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            }
+        ],
+        "ports": [
+            {"name": "https", "containerPort": Ref("webhook.port"), "protocol": "TCP"},
+            {
+                "name": HEALTH_PORT_NAME,
+                "containerPort": Ref("webhook.healthPort"),
+                "protocol": "TCP",
+            },
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": HEALTH_PORT_NAME},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": HEALTH_PORT_NAME},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": Ref("webhook.resources"),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "tls", "mountPath": CERT_DIR, "readOnly": If(SELF_PROVISION, False, True)}
+        ],
+    }
+    tls_volume = If(
+        SELF_PROVISION,
+        {"name": "tls", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        {"name": "tls", "secret": {"secretName": Ref("webhook.tlsSecretName")}},
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(WEBHOOK, "webhook"),
+        "spec": {
+            "replicas": Ref("webhook.replicaCount"),
+            "selector": {"matchLabels": selector("webhook")},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": labels("webhook"), "annotations": dict(NO_INJECT)},
+                "spec": {
+                    "serviceAccountName": WEBHOOK,
+                    "automountServiceAccountToken": If(SELF_PROVISION, True, False),
+                    "priorityClassName": Ref("webhook.priorityClassName"),
+                    "nodeSelector": Ref("webhook.nodeSelector"),
+                    "tolerations": Ref("webhook.tolerations"),
+                    "imagePullSecrets": Ref("imagePullSecrets"),
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "runAsGroup": 65532,
+                        "fsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector("webhook")},
+                        },
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "topology.kubernetes.io/zone",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector("webhook")},
+                        },
+                    ],
+                    "containers": [container],
+                    "volumes": [tls_volume],
+                },
+            },
+        },
+    }
+
+
+def service() -> dict[str, Any]:
+    """The Service the API server calls (443 → https) and Prometheus scrapes (health)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(WEBHOOK, "webhook"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector("webhook"),
+            "ports": [
+                {
+                    "name": "https",
+                    "port": Ref("service.port"),
+                    "targetPort": "https",
+                    "protocol": "TCP",
+                },
+                {
+                    "name": "metrics",
+                    "port": Ref("webhook.healthPort"),
+                    "targetPort": HEALTH_PORT_NAME,
+                    "protocol": "TCP",
+                },
+            ],
+        },
+    }
+
+
+def pod_disruption_budget() -> dict[str, Any]:
+    """Keep one webhook replica through node drains."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(WEBHOOK, "webhook"),
+        "spec": {
+            "minAvailable": Ref("webhook.podDisruptionBudget.minAvailable"),
+            "selector": {"matchLabels": selector("webhook")},
+        },
+    }
+
+
+def _namespace_guard(*, opted_in: bool) -> list[dict[str, Any]]:
+    """Namespaces where injection is possible: not PSA-hardened, not our own."""
+    return [
+        {
+            "key": NAMESPACE_LABEL,
+            "operator": "In" if opted_in else "NotIn",
+            "values": ["enabled"],
+        },
+        # Injected hostPath volumes are rejected where baseline/restricted is enforced.
+        {"key": PSA_ENFORCE, "operator": "NotIn", "values": ["baseline", "restricted"]},
+        {"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": [NS]},
+    ]
+
+
+def _webhook_entry(name: str, path: str, namespace_rules: list[Any], object_selector: Any) -> Any:
+    return {
+        "name": name,
+        "admissionReviewVersions": ["v1", "v1beta1"],
+        "sideEffects": "None",
+        "failurePolicy": Ref("webhook.failurePolicy"),
+        "timeoutSeconds": Ref("webhook.timeoutSeconds"),
+        "reinvocationPolicy": Ref("webhook.reinvocationPolicy"),
+        "matchPolicy": "Equivalent",
+        "clientConfig": {
+            "service": {
+                "name": WEBHOOK,
+                "namespace": NS,
+                "path": path,
+                "port": Ref("service.port"),
+            }
+        },
+        "rules": [
+            {
+                "operations": ["CREATE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods"],
+                "scope": "Namespaced",
+            }
+        ],
+        "namespaceSelector": {"matchExpressions": namespace_rules},
+        "objectSelector": object_selector,
+    }
+
+
+def mutating_webhook_configuration() -> dict[str, Any]:
+    """Route pod creations of opted-in namespaces (and opted-in pods) to the webhook.
+
+    The caBundle is filled in at run time: by the webhook itself (self-provisioning)
+    or by cert-manager's CA injector (``certManager.enabled``).
+    """
+    annotations = If(
+        Truthy("certManager.enabled"),
+        {"cert-manager.io/inject-ca-from": Fmt("%s/%s", NS, WEBHOOK)},
+    )
+    by_namespace = _webhook_entry(
+        "namespaces.kube-lxcfs.io",
+        "/mutate",
+        _namespace_guard(opted_in=True),
+        {"matchExpressions": [{"key": POD_OPT_IN_LABEL, "operator": "NotIn", "values": ["false"]}]},
+    )
+    by_pod = _webhook_entry(
+        "pods.kube-lxcfs.io",
+        "/mutate",
+        _namespace_guard(opted_in=False),
+        {"matchLabels": {POD_OPT_IN_LABEL: "true"}},
+    )
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": meta(WEBHOOK_CONFIG, "webhook", namespaced=False, annotations=annotations),
+        "webhooks": [by_namespace, If(Truthy("webhook.podOptIn"), by_pod)],
+    }
+
+
+def cert_manager() -> list[Any]:
+    """cert-manager alternative: a self-signed CA issuing the serving certificate."""
+    enabled = Truthy("certManager.enabled")
+    self_signed = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Issuer",
+        "metadata": meta(f"{NAME}-selfsigned", "webhook"),
+        "spec": {"selfSigned": {}},
+    }
+    ca_cert = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": meta(f"{NAME}-ca", "webhook"),
+        "spec": {
+            "isCA": True,
+            "commonName": f"{NAME}-ca",
+            "secretName": f"{NAME}-ca",
+            "duration": "87600h",
+            "privateKey": {"algorithm": "ECDSA", "size": 256},
+            "issuerRef": {"name": f"{NAME}-selfsigned", "kind": "Issuer"},
+        },
+    }
+    ca_issuer = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Issuer",
+        "metadata": meta(f"{NAME}-ca", "webhook"),
+        "spec": {"ca": {"secretName": f"{NAME}-ca"}},
+    }
+    serving = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": meta(WEBHOOK, "webhook"),
+        "spec": {
+            "secretName": Ref("webhook.tlsSecretName"),
+            "duration": "8760h",
+            "renewBefore": "720h",
+            "dnsNames": [
+                WEBHOOK,
+                Fmt("%s.%s", WEBHOOK, NS),
+                Fmt("%s.%s.svc", WEBHOOK, NS),
+                Fmt("%s.%s.svc.cluster.local", WEBHOOK, NS),
+            ],
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            "usages": ["server auth", "digital signature"],
+            "issuerRef": {"name": f"{NAME}-ca", "kind": "Issuer"},
+        },
+    }
+    return [If(enabled, obj) for obj in (self_signed, ca_cert, ca_issuer, serving)]
+
+
+def service_monitor() -> Any:
+    """Prometheus Operator scrape config for the webhook's /metrics (optional)."""
+    return If(
+        Truthy("serviceMonitor.enabled"),
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": meta(WEBHOOK, "webhook", labels=Ref("serviceMonitor.labels")),
+            "spec": {
+                "selector": {"matchLabels": selector("webhook")},
+                "namespaceSelector": {"matchNames": [NS]},
+                "endpoints": [
+                    {
+                        "port": "metrics",
+                        "path": "/metrics",
+                        "scheme": "http",
+                        "interval": Ref("serviceMonitor.interval"),
+                    }
+                ],
+            },
+        },
+    )
+
+
+# (template file name, object tree) in apply order: namespace first, webhook
+# configuration last, so the webhook exists before the API server routes to it.
+def templates() -> list[tuple[str, Any]]:
+    """Every object tree with the chart template file it is generated into."""
+    sa_agent, sa_webhook = service_accounts()
+    role, role_binding, cluster_role, cluster_role_binding = rbac()
+    issuer, ca_cert, ca_issuer, serving = cert_manager()
+    return [
+        ("namespace.yaml", namespace()),
+        ("serviceaccount-agent.yaml", sa_agent),
+        ("serviceaccount-webhook.yaml", sa_webhook),
+        ("role.yaml", role),
+        ("rolebinding.yaml", role_binding),
+        ("clusterrole.yaml", cluster_role),
+        ("clusterrolebinding.yaml", cluster_role_binding),
+        ("certmanager-selfsigned-issuer.yaml", issuer),
+        ("certmanager-ca-certificate.yaml", ca_cert),
+        ("certmanager-ca-issuer.yaml", ca_issuer),
+        ("certmanager-serving-certificate.yaml", serving),
+        ("daemonset.yaml", daemonset()),
+        ("service.yaml", service()),
+        ("deployment.yaml", deployment()),
+        ("poddisruptionbudget.yaml", pod_disruption_budget()),
+        ("servicemonitor.yaml", service_monitor()),
+        ("mutatingwebhookconfiguration.yaml", mutating_webhook_configuration()),
+    ]
+
+
+__all__ = ["OMIT", "templates"]

@@ -1,0 +1,292 @@
+"""The deployment's values: defaults, JSON schema, ``--set`` overrides.
+
+These defaults are the chart's ``values.yaml`` and this schema is its
+``values.schema.json`` (both generated from here), so ``kube-lxcfs manifests``
+and ``helm template`` start from the same values. Keys follow Helm's ``create``
+scaffold (``image.repository/tag/pullPolicy``, ``resources``, ``tolerations``,
+``nodeSelector``, ``serviceAccount``...), camelCase, maps rather than lists where
+users will ``--set`` them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from kube_lxcfs import __version__
+
+NAME = "kube-lxcfs"
+DEFAULT_NAMESPACE = "lxcfs"
+NAMESPACE_LABEL = "lxcfs-admission-webhook"
+POD_OPT_IN_LABEL = "kube-lxcfs.io/inject"
+
+DEFAULT_FILES = [
+    "proc/cpuinfo",
+    "proc/diskstats",
+    "proc/meminfo",
+    "proc/stat",
+    "proc/swaps",
+    "proc/uptime",
+    "proc/loadavg",
+    "sys/devices/system/cpu/",
+]
+
+DEFAULTS: dict[str, Any] = {
+    # Helm takes this from --namespace (.Release.Namespace); it is not in values.yaml.
+    "namespace": DEFAULT_NAMESPACE,
+    "createNamespace": True,
+    "mountDir": "/var/lib/lxcfs",
+    "injectedFiles": list(DEFAULT_FILES),
+    "imagePullSecrets": [],
+    "nodeAgent": {
+        "image": {
+            "repository": "kube-lxcfs/node-agent",
+            "tag": __version__,
+            "pullPolicy": "IfNotPresent",
+        },
+        "extraArgs": [],
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"operator": "Exists"}],
+        "priorityClassName": "system-node-critical",
+        "maxUnavailable": 1,
+        "maxSurge": 0,
+    },
+    "webhook": {
+        "replicaCount": 2,
+        "image": {
+            "repository": "kube-lxcfs/webhook",
+            "tag": __version__,
+            "pullPolicy": "IfNotPresent",
+        },
+        "port": 8443,
+        "healthPort": 8080,
+        "logLevel": "info",
+        "extraArgs": [],
+        "failurePolicy": "Ignore",
+        "timeoutSeconds": 5,
+        "reinvocationPolicy": "IfNeeded",
+        "podOptIn": True,
+        "tlsSecretName": "kube-lxcfs-webhook-tls",
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [],
+        "priorityClassName": "",
+        "podDisruptionBudget": {"minAvailable": 1},
+    },
+    "service": {"port": 443},
+    "serviceAccount": {"create": True, "annotations": {}},
+    "certManager": {"enabled": False},
+    "serviceMonitor": {"enabled": False, "interval": "30s", "labels": {}},
+}
+
+_STRING = {"type": "string"}
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_IMAGE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["repository", "tag", "pullPolicy"],
+    "properties": {
+        "repository": {"type": "string", "minLength": 1},
+        "tag": {"type": "string", "minLength": 1},
+        "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+    },
+}
+_RESOURCES = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"requests": {"type": "object"}, "limits": {"type": "object"}},
+}
+_LIST_OF_OBJECTS = {"type": "array", "items": {"type": "object"}}
+_ARGS = {"type": "array", "items": {"type": "string"}}
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+
+
+def _obj(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": sorted(properties),
+        "properties": properties,
+    }
+
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "kube-lxcfs chart values",
+    **_obj(
+        {
+            "createNamespace": {"type": "boolean"},
+            "mountDir": {"type": "string", "pattern": "^/"},
+            "injectedFiles": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string", "pattern": "^(proc|sys)/[A-Za-z0-9_./-]+$"},
+            },
+            "imagePullSecrets": _LIST_OF_OBJECTS,
+            "nodeAgent": _obj(
+                {
+                    "image": _IMAGE,
+                    "extraArgs": _ARGS,
+                    "resources": _RESOURCES,
+                    "nodeSelector": _STRING_MAP,
+                    "tolerations": _LIST_OF_OBJECTS,
+                    "priorityClassName": _STRING,
+                    "maxUnavailable": {"type": ["integer", "string"]},
+                    "maxSurge": {"type": ["integer", "string"]},
+                }
+            ),
+            "webhook": _obj(
+                {
+                    "replicaCount": {"type": "integer", "minimum": 1},
+                    "image": _IMAGE,
+                    "port": _PORT,
+                    "healthPort": _PORT,
+                    "logLevel": {"enum": ["debug", "info", "warning", "error"]},
+                    "extraArgs": _ARGS,
+                    "failurePolicy": {"enum": ["Ignore", "Fail"]},
+                    "timeoutSeconds": {"type": "integer", "minimum": 1, "maximum": 30},
+                    "reinvocationPolicy": {"enum": ["Never", "IfNeeded"]},
+                    "podOptIn": {"type": "boolean"},
+                    "tlsSecretName": {"type": "string", "minLength": 1},
+                    "resources": _RESOURCES,
+                    "nodeSelector": _STRING_MAP,
+                    "tolerations": _LIST_OF_OBJECTS,
+                    "priorityClassName": _STRING,
+                    "podDisruptionBudget": _obj({"minAvailable": {"type": ["integer", "string"]}}),
+                }
+            ),
+            "service": _obj({"port": _PORT}),
+            "serviceAccount": _obj({"create": {"type": "boolean"}, "annotations": _STRING_MAP}),
+            "certManager": _obj({"enabled": {"type": "boolean"}}),
+            "serviceMonitor": _obj(
+                {
+                    "enabled": {"type": "boolean"},
+                    "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                    "labels": _STRING_MAP,
+                }
+            ),
+        }
+    ),
+}
+
+
+class ValuesError(ValueError):
+    """Bad values or a bad ``--set`` expression; the message is one line for the user."""
+
+
+def defaults() -> dict[str, Any]:
+    """A fresh copy of the default values."""
+    return copy.deepcopy(DEFAULTS)
+
+
+def chart_values() -> dict[str, Any]:
+    """The chart's ``values.yaml`` content: the defaults without the release namespace."""
+    values = defaults()
+    del values["namespace"]
+    return values
+
+
+def parse_set(expr: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value`` as Helm's ``--set`` does for scalars and ``{x,y}`` lists."""
+    path, sep, raw = expr.partition("=")
+    if not sep or not path or any(not part for part in path.split(".")):
+        raise ValuesError(f"--set expects key=value with a dotted key, got {expr!r}")
+    value: Any
+    if raw.startswith("{") and raw.endswith("}"):
+        inner = raw[1:-1]
+        value = [_scalar(item) for item in inner.split(",")] if inner else []
+    else:
+        value = _scalar(raw)
+    return path.split("."), value
+
+
+def _scalar(raw: str) -> Any:
+    if raw == "":
+        return ""
+    if raw in ("true", "false"):
+        return raw == "true"
+    if raw == "null":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
+
+
+def apply_sets(values: dict[str, Any], exprs: list[str]) -> dict[str, Any]:
+    """A copy of ``values`` with every ``--set`` expression applied in order."""
+    out = copy.deepcopy(values)
+    for expr in exprs:
+        path, value = parse_set(expr)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def validate(values: dict[str, Any]) -> None:
+    """Check ``values`` against the schema; ValuesError names the first problem."""
+    import jsonschema
+
+    without_ns = {k: v for k, v in values.items() if k != "namespace"}
+    namespace = values.get("namespace")
+    if not isinstance(namespace, str) or not _is_dns_label(namespace):
+        raise ValuesError(f"namespace must be a DNS label, got {namespace!r}")
+    validator = jsonschema.Draft7Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(without_ns), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ValuesError(f"invalid value at {where}: {error.message}")
+
+
+def _is_dns_label(text: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", text))
+
+
+def resolve(
+    namespace: str | None = None,
+    sets: list[str] | None = None,
+    values_files: list[str] | None = None,
+) -> dict[str, Any]:
+    """Defaults, then ``-f`` files, then ``--set``s, then the namespace; validated."""
+    values = defaults()
+    for path in values_files or []:
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise ValuesError(f"{path}: a values file must hold a mapping")
+        values = merge(values, loaded)
+    values = apply_sets(values, sets or [])
+    if namespace is not None:
+        values["namespace"] = namespace
+    validate(values)
+    return values
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge as Helm does for values files: maps merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

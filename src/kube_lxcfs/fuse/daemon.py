@@ -1,0 +1,241 @@
+"""The filesystem daemon: prepare the mount point, mount, serve until a signal, unmount.
+
+Everything ``kube-lxcfs fs`` does beyond parsing flags lives here, so the test
+daemon and the product daemon share one code path (``serve``).
+
+Lifecycle:
+
+1. the pidfile (optional) is created and locked, so a second daemon with the
+   same pidfile refuses to start;
+2. the mount point is created if missing; a dead mount left by a killed daemon
+   (ENOTCONN) is detached; a live mount there is an error;
+3. libfuse mounts and runs a single-threaded loop (the fastest measured option:
+   renders are CPU-bound, so threads only add GIL hand-offs) until SIGTERM,
+   SIGINT or SIGHUP, then unmounts;
+4. the tree's background work (loadavg sampler) is stopped, the pidfile removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kube_lxcfs.fuse.mounts import MountState, lazy_unmount, mount_at, mount_state
+from kube_lxcfs.fuse.operations import TreeOperations
+from kube_lxcfs.vfs import FsOptions, VirtualTree
+
+log = logging.getLogger(__name__)
+
+FSNAME = "kube-lxcfs"
+"""The mount's source in /proc/self/mountinfo: tells our mounts from lxcfs's."""
+SUBTYPE = "lxcfs"
+"""Mount type ``fuse.lxcfs``: scripts of existing injectors look for that type."""
+
+DEFAULT_MOUNT_OPTIONS: Mapping[str, str | bool] = {
+    "allow_other": True,  # containers read as other users
+    "entry_timeout": "0.5",  # lxcfs's lookup and attribute cache times
+    "attr_timeout": "0.5",
+    "direct_io": True,  # no page cache: every read reaches us, per reader
+    "ro": True,  # the kernel answers writes with EROFS
+}
+"""What lxcfs passes to libfuse, plus ``ro``."""
+
+IGNORED_MOUNT_OPTIONS = frozenset({"nonempty"})
+"""Options libfuse3 rejects that old lxcfs command lines still carry."""
+
+
+class DaemonError(RuntimeError):
+    """The daemon cannot start; the message is for the user (one line)."""
+
+
+def parse_mount_options(text: str | None) -> dict[str, str | bool]:
+    """``"a,b=c"`` → ``{"a": True, "b": "c"}`` (what mfusepy takes as keyword arguments)."""
+    options: dict[str, str | bool] = {}
+    for raw in (text or "").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        options[key] = value if sep else True
+    return options
+
+
+def mount_options(user: Mapping[str, str | bool]) -> dict[str, str | bool]:
+    """The defaults overridden by ``user``, minus options libfuse3 refuses."""
+    merged = {**DEFAULT_MOUNT_OPTIONS, **user}
+    for key in IGNORED_MOUNT_OPTIONS & merged.keys():
+        log.info("ignoring mount option %r (not supported by libfuse3)", key)
+        del merged[key]
+    return merged
+
+
+def prepare_mountpoint(path: Path) -> None:
+    """Make ``path`` ready to mount on, or raise :class:`DaemonError` saying why not."""
+    state = mount_state(path)
+    if state is MountState.MISSING:
+        path.mkdir(parents=True, mode=0o755)
+        log.info("created mount point %s", path)
+    elif state is MountState.STALE:
+        log.warning("%s is a dead FUSE mount (endpoint not connected): detaching it", path)
+        try:
+            lazy_unmount(path)
+        except OSError as exc:
+            raise DaemonError(f"cannot detach the dead mount at {path}: {exc.strerror}") from exc
+        if mount_state(path) is MountState.STALE:
+            raise DaemonError(f"{path} is still a dead mount after detaching it")
+    elif state is MountState.MOUNTED:
+        entry = mount_at(path)
+        what = f"{entry.fstype} from {entry.source}" if entry else "a filesystem"
+        raise DaemonError(
+            f"{path} is already a mount point ({what}); "
+            "unmount it first or choose another directory"
+        )
+    if not path.is_dir():
+        raise DaemonError(f"{path} is not a directory")
+
+
+@contextlib.contextmanager
+def pidfile_lock(path: Path | None) -> Iterator[None]:
+    """Hold ``path`` locked with our pid in it while the daemon runs; remove it after."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise DaemonError(f"pidfile {path} is locked: another daemon is running") from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    finally:
+        os.close(fd)
+
+
+def _load_binding() -> Any:
+    """Import mfusepy bound to libfuse3 (it would pick libfuse2 first if both exist)."""
+    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
+    try:
+        import mfusepy
+    except (OSError, ImportError) as exc:
+        raise DaemonError(f"cannot load libfuse3 (install fuse3/libfuse3-3): {exc}") from exc
+    return mfusepy
+
+
+def serve(
+    tree: VirtualTree,
+    mountpoint: Path,
+    options: Mapping[str, str | bool],
+    debug: bool = False,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Mount ``tree`` at ``mountpoint`` and serve it until a signal ends the loop.
+
+    Returns after libfuse unmounted.  Raises :class:`DaemonError` if the mount failed.
+    """
+    mfusepy = _load_binding()
+    operations = TreeOperations(
+        tree,
+        caller_pid=lambda: mfusepy.fuse_get_context()[2],
+        on_init=on_ready,
+    )
+    try:
+        mfusepy.FUSE(
+            operations,
+            str(mountpoint),
+            foreground=True,
+            nothreads=True,
+            debug=debug,
+            fsname=FSNAME,
+            subtype=SUBTYPE,
+            **options,
+        )
+    except RuntimeError as exc:
+        # libfuse's fuse_main returns 8 when its loop ended by a signal it handled
+        # (SIGTERM/SIGINT/SIGHUP), after unmounting; anything else is a failure.
+        code = exc.args[0] if exc.args else None
+        if code != 8 or mount_at(mountpoint) is not None:
+            raise DaemonError(f"FUSE failed on {mountpoint} (libfuse code {code})") from exc
+
+
+@dataclass
+class Daemon:
+    """One ``kube-lxcfs fs`` run: its settings and the tree factory."""
+
+    mountpoint: Path
+    fs_options: FsOptions = field(default_factory=FsOptions)
+    mount_options: Mapping[str, str | bool] = field(default_factory=dict)
+    pidfile: Path | None = None
+    debug: bool = False
+    tree_factory: Callable[[FsOptions], VirtualTree] | None = None
+    seccomp_socket: Path | None = None
+    """Where to answer wrapped containers' sysinfo(2) (see kube_lxcfs.runtime)."""
+
+    def run(self) -> int:
+        """Serve until a signal; 0 after a clean unmount."""
+        mountpoint = Path(os.path.abspath(self.mountpoint))
+        options = mount_options(self.mount_options)
+        with pidfile_lock(self.pidfile):
+            prepare_mountpoint(mountpoint)
+            tree = self._build_tree()
+            start = getattr(tree, "start", None)
+            if callable(start):
+                start()
+            listener = self._start_seccomp_listener(tree)
+            try:
+                log.info(
+                    "mounting %s (pid %d, options %s)",
+                    mountpoint,
+                    os.getpid(),
+                    ",".join(k if v is True else f"{k}={v}" for k, v in options.items()),
+                )
+                serve(
+                    tree,
+                    mountpoint,
+                    options,
+                    debug=self.debug,
+                    on_ready=lambda: log.info("serving %s", mountpoint),
+                )
+            finally:
+                if listener is not None:
+                    listener.close()
+                close = getattr(tree, "close", None)
+                if callable(close):
+                    close()
+        log.info("unmounted %s, exiting", mountpoint)
+        return 0
+
+    def _start_seccomp_listener(self, tree: VirtualTree) -> Any:
+        """Serve sysinfo(2) notifications on the socket, if one is configured."""
+        sysinfo = getattr(tree, "sysinfo", None)
+        if self.seccomp_socket is None or not callable(sysinfo):
+            return None
+        from kube_lxcfs.runtime.listener import SeccompListener
+
+        listener = SeccompListener(str(self.seccomp_socket), sysinfo)
+        try:
+            listener.start()
+        except OSError as exc:
+            raise DaemonError(f"cannot listen on {self.seccomp_socket}: {exc}") from exc
+        return listener
+
+    def _build_tree(self) -> VirtualTree:
+        if self.tree_factory is not None:
+            return self.tree_factory(self.fs_options)
+        try:
+            from kube_lxcfs.tree import build_tree
+        except ImportError as exc:  # the core tree is built by another module
+            raise DaemonError(f"the virtual tree is not available: {exc}") from exc
+        return build_tree(self.fs_options)

@@ -1,0 +1,111 @@
+"""Mount-point state: is a directory free, a live mount, or a dead FUSE mount?
+
+A FUSE daemon killed with SIGKILL leaves its mount behind: every access then
+fails with ENOTCONN ("Transport endpoint is not connected") and a new daemon
+cannot mount there until it is detached.  These helpers tell the cases apart
+and detach a dead mount lazily (``umount2(MNT_DETACH)``), which also succeeds
+while bind mounts of its files still exist in containers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+MNT_DETACH = 2
+"""umount2 flag: detach now, clean up when no longer busy (``umount -l``)."""
+
+
+class MountState(Enum):
+    """What is at a mount point right now."""
+
+    MISSING = "missing"
+    """Nothing exists at the path."""
+    FREE = "free"
+    """A directory that is not a mount point."""
+    STALE = "stale"
+    """A mount whose daemon is gone (ENOTCONN)."""
+    MOUNTED = "mounted"
+    """A live mount (ours or anybody's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MountEntry:
+    """The mountinfo facts needed to describe a mount to a user."""
+
+    mountpoint: str
+    fstype: str
+    source: str
+    mount_id: int = 0
+    """mountinfo's first field: unique among live mounts, new for every mount."""
+
+
+def _unescape(text: str) -> str:
+    """Undo mountinfo's octal escapes (``\\040`` is a space)."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and text[i + 1 : i + 4].isdigit():
+            out.append(chr(int(text[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mounts(mountinfo: str) -> list[MountEntry]:
+    """Every mount of ``mountinfo`` text, in order (later entries stack on top)."""
+    entries = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(tail) < 2:
+            continue
+        entries.append(
+            MountEntry(_unescape(fields[4]), tail[0], _unescape(tail[1]), int(fields[0]))
+        )
+    return entries
+
+
+def mount_at(path: str | Path, mountinfo_path: str = "/proc/self/mountinfo") -> MountEntry | None:
+    """The topmost mount whose mount point is exactly ``path`` (absolute), if any."""
+    target = os.path.abspath(path)
+    found = None
+    for entry in parse_mounts(Path(mountinfo_path).read_text()):
+        if entry.mountpoint == target:
+            found = entry
+    return found
+
+
+def mount_state(path: str | Path) -> MountState:
+    """Classify ``path``; a dead FUSE mount answers every request with ENOTCONN.
+
+    ``stat`` alone is not enough: for up to attr_timeout after the daemon died the
+    kernel answers it from cached attributes.  STATFS is never cached, so a mount
+    point is probed with ``statvfs``.
+    """
+    try:
+        os.stat(path)
+        if mount_at(path) is None:
+            return MountState.FREE
+        os.statvfs(path)
+    except FileNotFoundError:
+        return MountState.MISSING
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            return MountState.STALE
+        raise
+    return MountState.MOUNTED
+
+
+def lazy_unmount(path: str | Path) -> None:
+    """Detach the mount at ``path`` (``umount -l``); raises OSError on failure."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.umount2(os.fsencode(os.path.abspath(path)), MNT_DETACH) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"umount2({path}, MNT_DETACH): {os.strerror(code)}")

@@ -1,0 +1,176 @@
+"""FUSE operations over a :class:`~kube_lxcfs.vfs.VirtualTree`.
+
+The tree renders whole files for a reader; this class adds what the kernel
+protocol needs around that: attributes, directory listings, and per-open
+snapshots so that one ``read`` sequence sees one consistent text.
+
+Read semantics (the lxcfs protocol, minus its quirks):
+
+* a read at offset 0 renders the file afresh for the calling process and keeps
+  the result as the snapshot of that open file;
+* a read at a later offset is served from that snapshot, so a reader that reads
+  in small pieces gets one consistent text;
+* a first read at a non-zero offset renders too (lxcfs returns EOF there);
+* ``lseek(fd, 0)`` + read on a kept-open file renders again (procps ``free``
+  re-reads /proc/meminfo that way).
+
+The class deliberately implements only what a read-only tree needs; every other
+request gets ENOSYS from libfuse, which the kernel then stops sending (FLUSH,
+GETXATTR, ACCESS) or which the ``ro`` mount turns into EROFS (writes, chmod, ...).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kube_lxcfs.vfs import Node, VirtualTree
+
+log = logging.getLogger(__name__)
+
+FILE_TYPE = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
+
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
+"""Open flags that ask for more than reading."""
+
+
+class FuseError(OSError):
+    """An errno answer to the kernel (mfusepy turns OSError.errno into the reply)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code, os.strerror(code))
+
+
+@dataclass(slots=True)
+class OpenFile:
+    """One open file handle: its path and the text rendered by its last offset-0 read."""
+
+    path: str
+    snapshot: bytes | None = None
+
+
+CallerPid = Callable[[], int]
+
+
+class TreeOperations:
+    """mfusepy operations serving a read-only :class:`VirtualTree`.
+
+    ``caller_pid`` returns the pid (thread id, in the daemon's pid namespace) of
+    the process whose request is being served; mfusepy's ``fuse_get_context``
+    in the daemon, a stub in unit tests.
+    """
+
+    use_ns = True
+    """Timestamps are integer nanoseconds (mfusepy's non-deprecated mode)."""
+
+    def __init__(
+        self,
+        tree: VirtualTree,
+        caller_pid: CallerPid,
+        on_init: Callable[[], None] | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.tree = tree
+        self.caller_pid = caller_pid
+        self.on_init = on_init
+        self.clock_ns = clock_ns
+        self.files: dict[int, OpenFile] = {}
+        self._handles = itertools.count(1)
+        self._failed_paths: set[str] = set()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def init(self, path: str) -> None:
+        """The kernel answered INIT: the mount is live."""
+        if self.on_init is not None:
+            self.on_init()
+
+    # -- metadata --------------------------------------------------------------
+
+    def _node(self, path: str) -> Node:
+        node = self.tree.lookup(path)
+        if node is None:
+            raise FuseError(errno.ENOENT)
+        return node
+
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+        """Attributes like /proc's: owned by root, times of now, size from the tree."""
+        node = self._node(path)
+        now = self.clock_ns()
+        return {
+            "st_mode": FILE_TYPE[node.kind] | node.mode,
+            "st_nlink": 2 if node.kind == "dir" else 1,
+            "st_uid": 0,
+            "st_gid": 0,
+            "st_size": len(node.target or "") if node.kind == "symlink" else node.size,
+            "st_atime": now,
+            "st_mtime": now,
+            "st_ctime": now,
+        }
+
+    def readdir(self, path: str, fh: int) -> list[str]:
+        """``.``, ``..`` and the tree's names."""
+        if self._node(path).kind != "dir":
+            raise FuseError(errno.ENOTDIR)
+        return [".", "..", *self.tree.listdir(path)]
+
+    def readlink(self, path: str) -> str:
+        """The link target of a symlink node."""
+        node = self._node(path)
+        if node.kind != "symlink" or node.target is None:
+            raise FuseError(errno.EINVAL)
+        return node.target
+
+    # -- files -----------------------------------------------------------------
+
+    def open(self, path: str, flags: int) -> int:
+        """A new handle with no snapshot yet; read-only (EACCES for write modes, like lxcfs)."""
+        node = self._node(path)
+        if node.kind == "dir":
+            raise FuseError(errno.EISDIR)
+        if flags & WRITE_FLAGS:
+            raise FuseError(errno.EACCES)
+        handle = next(self._handles)
+        self.files[handle] = OpenFile(path)
+        return handle
+
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        """Render at offset 0 (or on a first read anywhere); else slice the snapshot."""
+        opened = self.files.get(fh)
+        if opened is None:  # a handle we never issued: answer as a fresh open would
+            opened = self.files[fh] = OpenFile(path)
+        if offset == 0 or opened.snapshot is None:
+            opened.snapshot = self._render(opened.path)
+        return opened.snapshot[offset : offset + size]
+
+    def _render(self, path: str) -> bytes:
+        pid = self.caller_pid()
+        try:
+            return self.tree.read(path, pid)
+        except Exception:
+            # The tree promises host fallbacks; if it breaks that promise, fail this
+            # read only, log the first time per path, and keep serving everyone else.
+            if path not in self._failed_paths:
+                self._failed_paths.add(path)
+                log.exception("rendering %s for pid %d failed; answering EIO", path, pid)
+            raise FuseError(errno.EIO) from None
+
+    def release(self, path: str, fh: int) -> int:
+        """Forget the handle and its snapshot."""
+        self.files.pop(fh, None)
+        return 0
+
+    def flush(self, path: str, fh: int) -> int:
+        """ENOSYS: the kernel then stops sending FLUSH on close (one request less per read)."""
+        raise FuseError(errno.ENOSYS)
+
+    def statfs(self, path: str) -> dict[str, int]:
+        """An empty filesystem, like /proc (``df`` shows 0 blocks)."""
+        return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}

@@ -1,0 +1,390 @@
+"""One repair (or detach) pass over every mount namespace of the host.
+
+Glue between the scan (inputs), the plan (pure findings) and the fix (syscalls):
+``repair`` swaps stale mounts of our filesystem for live ones and re-attaches
+what a ``detach`` removed; ``detach`` removes the live mounts from every
+container (planned stop) and records them so the next start puts them back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kube_lxcfs.repair import fix, plan, scan
+from kube_lxcfs.repair.mountinfo import MountEntry, parse_mountinfo, topmost_at
+from kube_lxcfs.repair.plan import LiveFs, State
+from kube_lxcfs.repair.scan import Namespace
+
+log = logging.getLogger("kube_lxcfs.repair")
+
+DEFAULT_MOUNT_DIR = "/var/lib/lxcfs"
+DEFAULT_STATE_DIR = "/run/kube-lxcfs"
+
+
+class RepairError(Exception):
+    """The pass cannot start at all (e.g. no live filesystem at the mount directory)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one mount of ours in one namespace."""
+
+    namespace: Namespace
+    mount_point: str
+    root: str
+    status: str
+    """``repaired``, ``healthy``, ``stale`` (dry run), ``failed``, ``skipped``, ``gone``,
+    ``detached``, ``reattached``."""
+    reason: str = ""
+    method: str = ""
+
+    def line(self) -> str:
+        extra = f" via {self.method}" if self.method else ""
+        why = f": {self.reason}" if self.reason else ""
+        where = f"in {self.namespace.label}"
+        return f"{self.status:9} {self.mount_point} ({self.root}){extra} {where}{why}"
+
+
+@dataclass(slots=True)
+class Report:
+    """Per-mount outcomes of one pass, grouped per container (namespace) for display."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    namespaces_scanned: int = 0
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    def by_namespace(self) -> dict[Namespace, list[Outcome]]:
+        grouped: dict[Namespace, list[Outcome]] = {}
+        for o in self.outcomes:
+            grouped.setdefault(o.namespace, []).append(o)
+        return grouped
+
+    def summary(self) -> str:
+        counts = Counter(o.status for o in self.outcomes)
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no mounts of ours"
+        return (
+            f"{self.namespaces_scanned} mount namespaces scanned, {parts} "
+            f"in {self.seconds * 1000:.0f} ms"
+        )
+
+
+class RepairMetrics:
+    """Counters the daemon exposes (Prometheus text format), updated after every pass."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self.last_pass_seconds = 0.0
+
+    def record(self, report: Report) -> None:
+        with self._lock:
+            self._counts["passes"] += 1
+            for o in report.outcomes:
+                self._counts[o.status] += 1
+            self.last_pass_seconds = report.seconds
+
+    def get(self, status: str) -> int:
+        with self._lock:
+            return self._counts[status]
+
+    def render(self) -> str:
+        with self._lock:
+            lines = [
+                "# HELP kube_lxcfs_repair_passes_total Repair or detach passes run.",
+                "# TYPE kube_lxcfs_repair_passes_total counter",
+                f"kube_lxcfs_repair_passes_total {self._counts['passes']}",
+                "# HELP kube_lxcfs_repair_mounts_total Container mounts seen, by outcome.",
+                "# TYPE kube_lxcfs_repair_mounts_total counter",
+            ]
+            for status in sorted(s for s in self._counts if s != "passes"):
+                lines.append(
+                    f'kube_lxcfs_repair_mounts_total{{outcome="{status}"}} {self._counts[status]}'
+                )
+            lines += [
+                "# HELP kube_lxcfs_repair_last_pass_seconds Duration of the last pass.",
+                "# TYPE kube_lxcfs_repair_last_pass_seconds gauge",
+                f"kube_lxcfs_repair_last_pass_seconds {self.last_pass_seconds:.6f}",
+            ]
+        return "\n".join(lines) + "\n"
+
+
+def live_filesystem(mount_dir: str) -> LiveFs:
+    """The live FUSE mount at ``mount_dir`` in our namespace (``RepairError`` if none)."""
+    mount_dir = os.path.realpath(mount_dir)
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        mounts = parse_mountinfo(f.read())
+    live = plan.find_live_fs(mounts, mount_dir)
+    if live is None:
+        raise RepairError(f"no FUSE filesystem is mounted at {mount_dir}")
+    try:
+        os.stat(mount_dir)
+    except OSError as exc:
+        raise RepairError(f"the filesystem at {mount_dir} does not answer: {exc.strerror}") from exc
+    return live
+
+
+def _state_file(state_dir: str | os.PathLike[str], mount_dir: str) -> Path:
+    key = os.path.realpath(mount_dir).strip("/").replace("/", "_") or "root"
+    return Path(state_dir) / f"detached-{key}.json"
+
+
+def _namespace_mounts(ns: Namespace) -> list[MountEntry] | None:
+    try:
+        return parse_mountinfo(scan.read_mountinfo(ns))
+    except (OSError, ValueError):
+        return None
+
+
+def repair(
+    mount_dir: str = DEFAULT_MOUNT_DIR,
+    *,
+    dry_run: bool = False,
+    strategy: fix.Strategy = fix.Strategy.AUTO,
+    state_dir: str | None = None,
+    metrics: RepairMetrics | None = None,
+    probe_timeout: float = 2.0,
+) -> Report:
+    """Find and (unless ``dry_run``) repair every stale mount of our filesystem."""
+    started = time.monotonic()
+    live = live_filesystem(mount_dir)
+    report = Report()
+    new_api = strategy is not fix.Strategy.BIND and fix.new_api_available()
+    detached = _load_detached(state_dir, live.mount_dir) if state_dir else {}
+    for ns in scan.list_namespaces():
+        mounts = _namespace_mounts(ns)
+        if mounts is None:
+            continue  # exited while we looked
+        report.namespaces_scanned += 1
+        probes = {
+            m.mount_id: scan.probe(ns, m, probe_timeout)
+            for m in plan.probe_targets(mounts, live, host=ns.host)
+        }
+        findings = plan.classify(mounts, live, probes, host=ns.host)
+        report.outcomes += _handle_findings(
+            ns, mounts, live, findings, dry_run=dry_run, strategy=strategy, new_api=new_api
+        )
+        records = detached.pop(ns.inode, [])
+        if records:
+            report.outcomes += _reattach(
+                ns, mounts, live, records, dry_run=dry_run, strategy=strategy, new_api=new_api
+            )
+    for records in detached.values():
+        for rec in records:
+            gone_ns = Namespace(inode=rec["ns"], pid=rec["pid"], label=rec["label"], host=False)
+            report.outcomes.append(
+                Outcome(gone_ns, rec["mount_point"], rec["root"], "gone", "container exited")
+            )
+    if state_dir and not dry_run:
+        _state_file(state_dir, live.mount_dir).unlink(missing_ok=True)
+    report.seconds = time.monotonic() - started
+    _log_report(report, "repair")
+    if metrics is not None and not dry_run:
+        metrics.record(report)
+    return report
+
+
+def _handle_findings(
+    ns: Namespace,
+    mounts: list[MountEntry],
+    live: LiveFs,
+    findings: list[plan.Finding],
+    *,
+    dry_run: bool,
+    strategy: fix.Strategy,
+    new_api: bool,
+) -> list[Outcome]:
+    outcomes = []
+    actions: list[tuple[plan.Finding, fix.Action]] = []
+    for f in findings:
+        e = f.entry
+        if f.state is State.HEALTHY:
+            outcomes.append(Outcome(ns, e.mount_point, e.root, "healthy"))
+        elif f.state is State.UNKNOWN and not scan.still_in(ns):
+            outcomes.append(Outcome(ns, e.mount_point, e.root, "gone", "container exited"))
+        elif f.state is not State.STALE:
+            outcomes.append(Outcome(ns, e.mount_point, e.root, "skipped", f"{f.state}: {f.reason}"))
+        elif dry_run:
+            outcomes.append(Outcome(ns, e.mount_point, e.root, "stale", f.reason))
+        else:
+            try:
+                action = _swap_action(live, mounts, e, new_api)
+            except OSError as exc:
+                outcomes.append(
+                    Outcome(ns, e.mount_point, e.root, "failed", f"cannot clone: {exc.strerror}")
+                )
+                continue
+            actions.append((f, action))
+    if actions:
+        outcomes += _run(ns, actions, strategy, ok_status="repaired")
+    return outcomes
+
+
+def _swap_action(
+    live: LiveFs, mounts: list[MountEntry], entry: MountEntry, new_api: bool
+) -> fix.Action:
+    if not new_api:
+        return fix.bind_action(live, mounts, entry)
+    action = fix.Action(mount_point=entry.mount_point, expect_mount_id=entry.mount_id, kind="swap")
+    fix.prepare_clone(live, entry, action, new_api=True)
+    return action
+
+
+def _run(
+    ns: Namespace,
+    pairs: list[tuple[plan.Finding, fix.Action]] | list[tuple[dict, fix.Action]],
+    strategy: fix.Strategy,
+    *,
+    ok_status: str,
+) -> list[Outcome]:
+    actions = [a for _, a in pairs]
+    try:
+        results = {r.mount_point: r for r in fix.run_in_namespace(ns, actions, strategy)}
+    finally:
+        for a in actions:
+            if a.clone_fd is not None:
+                os.close(a.clone_fd)
+    outcomes = []
+    for source, action in pairs:
+        root = source.entry.root if isinstance(source, plan.Finding) else source["root"]
+        r = results[action.mount_point]
+        if r.ok:
+            outcomes.append(Outcome(ns, action.mount_point, root, ok_status, method=r.method))
+        else:
+            status = "gone" if r.gone else "failed"
+            outcomes.append(Outcome(ns, action.mount_point, root, status, r.reason))
+    return outcomes
+
+
+def _log_report(report: Report, what: str) -> None:
+    for o in report.outcomes:
+        if o.status in ("repaired", "reattached", "detached"):
+            log.info("%s", o.line())
+        elif o.status in ("failed", "gone"):
+            log.warning("%s", o.line())
+    log.info("%s: %s", what, report.summary())
+
+
+# --- planned stop: detach and re-attach ---------------------------------------------------
+
+
+def detach(
+    mount_dir: str = DEFAULT_MOUNT_DIR,
+    *,
+    state_dir: str = DEFAULT_STATE_DIR,
+    metrics: RepairMetrics | None = None,
+) -> Report:
+    """Remove our live mounts from every container, recording them for :func:`repair`.
+
+    Containers then read the real /proc (host values) instead of ENOTCONN while
+    the daemon is down. The mount directory itself, in our namespace, is left
+    to the daemon's own unmount.
+    """
+    started = time.monotonic()
+    live = live_filesystem(mount_dir)
+    report = Report()
+    records: list[dict] = []
+    for ns in scan.list_namespaces():
+        mounts = _namespace_mounts(ns)
+        if mounts is None:
+            continue
+        report.namespaces_scanned += 1
+        pairs = []
+        for f in plan.classify(mounts, live, {}, host=ns.host):
+            if f.state is not State.HEALTHY or (ns.host and f.entry.mount_point == live.mount_dir):
+                continue
+            e = f.entry
+            rec = {
+                "ns": ns.inode,
+                "pid": ns.pid,
+                "label": ns.label,
+                "mount_point": e.mount_point,
+                "root": e.root,
+                "options": list(e.mount_options),
+            }
+            action = fix.Action(
+                mount_point=e.mount_point, expect_mount_id=e.mount_id, kind="detach"
+            )
+            pairs.append((rec, action))
+        if not pairs:
+            continue
+        outcomes = _run(ns, pairs, fix.Strategy.AUTO, ok_status="detached")
+        report.outcomes += outcomes
+        ok = {o.mount_point for o in outcomes if o.status == "detached"}
+        records += [rec for rec, _ in pairs if rec["mount_point"] in ok]
+    path = _state_file(state_dir, live.mount_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"mount_dir": live.mount_dir, "mounts": records}, indent=1))
+    tmp.replace(path)
+    report.seconds = time.monotonic() - started
+    _log_report(report, "detach")
+    if metrics is not None:
+        metrics.record(report)
+    return report
+
+
+def _load_detached(state_dir: str, mount_dir: str) -> dict[int, list[dict]]:
+    path = _state_file(state_dir, mount_dir)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable detach record %s: %s", path, exc)
+        return {}
+    grouped: dict[int, list[dict]] = {}
+    for rec in data.get("mounts", []):
+        grouped.setdefault(int(rec["ns"]), []).append(rec)
+    return grouped
+
+
+def _reattach(
+    ns: Namespace,
+    mounts: list[MountEntry],
+    live: LiveFs,
+    records: list[dict],
+    *,
+    dry_run: bool,
+    strategy: fix.Strategy,
+    new_api: bool,
+) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    pairs: list[tuple[dict, fix.Action]] = []
+    for rec in records:
+        mp, root = rec["mount_point"], rec["root"]
+        top = topmost_at(mounts, mp)
+        if top is not None and plan.is_ours(top, live) and top.dev == live.dev:
+            outcomes.append(Outcome(ns, mp, root, "healthy"))
+            continue
+        if dry_run:
+            outcomes.append(Outcome(ns, mp, root, "stale", "detached at the last stop"))
+            continue
+        entry = MountEntry(0, 0, live.dev, root, mp, tuple(rec["options"]), "", "", ())
+        action = fix.Action(mount_point=mp, expect_mount_id=None, kind="attach", live_dev=live.dev)
+        try:
+            if new_api:
+                fix.prepare_clone(live, entry, action, new_api=True)
+            else:
+                action.bind_source = plan.bind_source_inside(mounts, live, entry)
+                action.ms_flags = fix.mount_attrs_of(entry)[1]
+        except OSError as exc:
+            outcomes.append(Outcome(ns, mp, root, "failed", f"cannot clone: {exc.strerror}"))
+            continue
+        pairs.append((rec, action))
+    if pairs:
+        outcomes += _run(ns, pairs, strategy, ok_status="reattached")
+    return outcomes

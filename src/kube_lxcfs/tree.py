@@ -1,0 +1,383 @@
+"""The virtual tree: lxcfs's layout, each file rendered for the process that reads it.
+
+The path of one read: ``read(path, pid)`` → the deciding process (the reader, or its
+pid-namespace init with ``cgroup_of="init"``) → its /proc/<pid>/cgroup → a typed
+snapshot from :class:`~kube_lxcfs.cgroups.reader.CgroupReader` → a pure renderer in
+:mod:`kube_lxcfs.views` → bytes.  Any fault on the way serves the host's file and
+is logged once per (file, cause).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import threading
+import time
+from collections.abc import Callable
+
+from kube_lxcfs.cgroups.errors import CgroupUnavailable
+from kube_lxcfs.cgroups.hierarchy import Layout, discover_layout
+from kube_lxcfs.cgroups.parse import (
+    CgroupEntry,
+    parse_cpu_list,
+    parse_meminfo_kb,
+    parse_uptime,
+)
+from kube_lxcfs.cgroups.process import ProcessResolver
+from kube_lxcfs.cgroups.reader import CgroupReader, read_text
+from kube_lxcfs.cgroups.snapshot import MemorySnapshot
+from kube_lxcfs.sampler import LoadavgSampler
+from kube_lxcfs.vfs import FsOptions, Node
+from kube_lxcfs.views.cpuinfo import render_cpuinfo
+from kube_lxcfs.views.cpus import visible_cpus
+from kube_lxcfs.views.diskstats import render_diskstats
+from kube_lxcfs.views.loadavg import FIXED_1, Loads, render_loadavg
+from kube_lxcfs.views.meminfo import HOST_KEYS, memory_figures, render_meminfo
+from kube_lxcfs.views.pressure import render_pressure
+from kube_lxcfs.views.stat import render_stat
+from kube_lxcfs.views.swaps import render_swaps
+from kube_lxcfs.views.sysfs_cpu import render_cpu_online, render_offline, render_online
+from kube_lxcfs.views.sysinfo import SysinfoValues
+from kube_lxcfs.views.uptime import render_uptime
+
+log = logging.getLogger(__name__)
+
+PROC_FILES = ("cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime", "slabinfo")
+PRESSURE_FILES = ("cpu", "io", "memory")
+CPU_DIR = "/sys/devices/system/cpu"
+_CPU_ONLINE = re.compile(r"^/sys/devices/system/cpu/cpu(\d+)/online$")
+_CPU_NAME = re.compile(r"^cpu\d+$")
+_SYS_PARENTS = {"/sys": "devices", "/sys/devices": "system", "/sys/devices/system": "cpu"}
+
+DIR = Node("dir", 0o555)
+PROC_FILE = Node("file", 0o444)
+
+
+def _read_optional(path: str) -> str | None:
+    try:
+        return read_text(path)
+    except FileNotFoundError:
+        return None
+
+
+class ProcTree:
+    """lxcfs's tree (``proc/...`` and ``sys/devices/system/cpu/...``), per-reader content.
+
+    Implements :class:`kube_lxcfs.vfs.VirtualTree`; :meth:`start`/:meth:`close` run
+    the loadavg sampler thread.
+    """
+
+    def __init__(
+        self,
+        options: FsOptions,
+        *,
+        clk_tck: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.options = options
+        self.proc_root = options.proc_root.rstrip("/")
+        self.sys_root = options.sys_root.rstrip("/")
+        self.clk_tck = clk_tck or os.sysconf("SC_CLK_TCK")
+        self.clock = clock
+        self.layout: Layout = discover_layout(
+            read_text(options.mountinfo),
+            lambda mount: _read_optional(mount + "/cgroup.controllers"),
+            self.sys_root,
+        )
+        self.cgroups = CgroupReader(self.layout)
+        self.processes = ProcessResolver(self.proc_root)
+        self.sampler = LoadavgSampler(self._loadavg_tasks, self.proc_root)
+        self._logged: set[tuple[str, str]] = set()
+        self._log_lock = threading.Lock()
+        self._proc: dict[str, Callable[[int], bytes]] = {
+            "/proc/meminfo": self._meminfo,
+            "/proc/swaps": self._swaps,
+            "/proc/cpuinfo": self._cpuinfo,
+            "/proc/stat": self._stat,
+            "/proc/uptime": self._uptime,
+            "/proc/loadavg": self._loadavg,
+            "/proc/diskstats": self._diskstats,
+            "/proc/slabinfo": lambda pid: self._host("slabinfo"),
+        }
+        for resource in PRESSURE_FILES:
+            self._proc[f"/proc/pressure/{resource}"] = self._pressure_renderer(resource)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start background work (the loadavg sampler) if the options ask for it."""
+        if self.options.loadavg:
+            self.sampler.start(self.clock)
+
+    def close(self) -> None:
+        """Stop background work; idempotent."""
+        self.sampler.close()
+
+    # --- VirtualTree --------------------------------------------------------------------
+
+    def lookup(self, path: str) -> Node | None:
+        """The node at ``path`` or ``None``."""
+        if path in ("/", "/proc", *_SYS_PARENTS):
+            return DIR
+        if path.startswith("/proc/"):
+            if path == "/proc/pressure":
+                return DIR if self._has_pressure() else None
+            if path in self._proc:
+                if path.startswith("/proc/pressure/"):
+                    return PROC_FILE if self._host_has("pressure/" + path[15:]) else None
+                return PROC_FILE
+            return None
+        if path == CPU_DIR or path.startswith(CPU_DIR + "/"):
+            return self._sys_node(path)
+        return None
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in directory ``path``."""
+        if path == "/":
+            return ["proc", "sys"]
+        if path == "/proc":
+            return list(PROC_FILES) + (["pressure"] if self._has_pressure() else [])
+        if path == "/proc/pressure":
+            return [r for r in PRESSURE_FILES if self._host_has("pressure/" + r)]
+        if path in _SYS_PARENTS:
+            return [_SYS_PARENTS[path]]
+        if path == CPU_DIR or path.startswith(CPU_DIR + "/"):
+            try:
+                names = os.listdir(self._host_sys(path))
+            except OSError:
+                return []
+            if _CPU_NAME.match(os.path.basename(path)) and "online" not in names:
+                names.append("online")
+            return names
+        return []
+
+    def read(self, path: str, pid: int) -> bytes:
+        """The content of ``path`` for process ``pid``; the host's on any fault."""
+        render = self._proc.get(path)
+        if render is None and (not path.startswith(CPU_DIR + "/") or "/.." in path):
+            return b""  # not a served file: never read anything outside the mirror
+        try:
+            if render is not None:
+                return render(pid)
+            return self._sys_read(path, pid)
+        except Exception as exc:
+            self._log_once(path, exc)
+            return self._host_fallback(path)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _log_once(self, path: str, exc: Exception) -> None:
+        key = (path, type(exc).__name__)
+        with self._log_lock:
+            if key in self._logged:
+                return
+            self._logged.add(key)
+        log.warning("%s: serving the host's file: %s: %s", path, type(exc).__name__, exc)
+
+    def _host(self, name: str) -> bytes:
+        try:
+            with open(f"{self.proc_root}/{name}", "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
+
+    def _host_text(self, name: str) -> str:
+        return read_text(f"{self.proc_root}/{name}")
+
+    def _host_has(self, name: str) -> bool:
+        return os.path.exists(f"{self.proc_root}/{name}")
+
+    def _has_pressure(self) -> bool:
+        return any(self._host_has("pressure/" + r) for r in PRESSURE_FILES)
+
+    def _host_sys(self, path: str) -> str:
+        return self.sys_root + path[4:]
+
+    def _host_fallback(self, path: str) -> bytes:
+        if path.startswith("/proc/"):
+            return self._host(path[6:])
+        try:
+            with open(self._host_sys(path), "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
+
+    def _entries(self, pid: int) -> tuple[CgroupEntry, ...]:
+        return self.processes.cgroups(self.processes.deciding_pid(pid, self.options.cgroup_of))
+
+    def _host_online(self) -> frozenset[int]:
+        return parse_cpu_list(read_text(self.sys_root + "/devices/system/cpu/online"))
+
+    def _visible(self, entries: tuple[CgroupEntry, ...]) -> tuple[int, ...]:
+        cpu = self.cgroups.cpu(entries)
+        return visible_cpus(cpu.cpuset, cpu.quota, self._host_online(), self.options.cpu_view)
+
+    # --- /proc renderers ----------------------------------------------------------------
+
+    def _memory(self, pid: int, host_meminfo: str) -> MemorySnapshot | None:
+        """The reader's memory snapshot; ``None`` for the root cgroup (the host's figures).
+
+        Swap files are read only when swap can show: the option is on and the host
+        has swap (most Kubernetes nodes have none).
+        """
+        want_swap = self.options.swap and _host_has_swap(host_meminfo)
+        mem = self.cgroups.memory(self._entries(pid), swap=want_swap)
+        return None if mem.is_root else mem
+
+    def _meminfo(self, pid: int) -> bytes:
+        host = self._host_text("meminfo")
+        return render_meminfo(host, self._memory(pid, host), swap=self.options.swap)
+
+    def _swaps(self, pid: int) -> bytes:
+        host = self._host_text("meminfo")
+        mem = self._memory(pid, host)
+        return render_swaps(host, self._host_text("swaps"), mem, swap=self.options.swap)
+
+    def _cpuinfo(self, pid: int) -> bytes:
+        return render_cpuinfo(self._host_text("cpuinfo"), self._visible(self._entries(pid)))
+
+    def _stat(self, pid: int) -> bytes:
+        entries = self._entries(pid)
+        visible = self._visible(entries)
+        usage = self.cgroups.cpu_usage(entries)
+        uptime = parse_uptime(self._host_text("uptime"))[0]
+        return render_stat(
+            self._host_text("stat"), visible, usage, clk_tck=self.clk_tck, uptime=uptime
+        )
+
+    def _uptime(self, pid: int) -> bytes:
+        init = self.processes.namespace_init(pid)
+        if init == 1:
+            return self._host("uptime")
+        now = parse_uptime(self._host_text("uptime"))[0]
+        entries = self.processes.cgroups(init)
+        usage = self.cgroups.cpu_usage(entries)
+        cpus = len(self._visible(entries))
+        return render_uptime(
+            now,
+            self.processes.starttime(init),
+            self.clk_tck,
+            None if usage is None else usage.total,
+            cpus,
+        )
+
+    def _loadavg(self, pid: int) -> bytes:
+        if not self.options.loadavg:
+            return self._host("loadavg")
+        h, cg = self.cgroups.locate(self._entries(pid), "cpu")
+        if cg == "/":
+            return self._host("loadavg")
+        return render_loadavg(self.sampler.observe(h.directory(cg), self.clock(), pid))
+
+    def _loadavg_tasks(self, directory: str) -> list[int] | None:
+        if not os.path.isdir(directory):
+            return None
+        h = self.layout.hierarchy("cpu")
+        if h is None:
+            return None
+        cgroup = directory[len(h.mount_point) :] or "/"
+        return self.cgroups.tasks(h, cgroup)
+
+    def _diskstats(self, pid: int) -> bytes:
+        io = self.cgroups.io(self._entries(pid))
+        return render_diskstats(self._host_text("diskstats"), io)
+
+    def _pressure_renderer(self, resource: str) -> Callable[[int], bytes]:
+        def render(pid: int) -> bytes:
+            own = self.cgroups.pressure(self._entries(pid), resource)
+            return render_pressure(self._host_text("pressure/" + resource), own)
+
+        return render
+
+    # --- sysinfo(2) (for the seccomp listener of kube_lxcfs.runtime) ----------------------
+
+    def sysinfo(self, pid: int) -> SysinfoValues:
+        """What sysinfo(2) must tell ``pid``: the same figures as its meminfo and loadavg.
+
+        Raises on faults (the listener then lets the call through to the host).
+        """
+        host_text = self._host_text("meminfo")
+        mem = self._memory(pid, host_text)
+        if mem is None:
+            kb = parse_meminfo_kb(host_text, HOST_KEYS | {"Shmem", "Buffers"})
+            if not self.options.swap:
+                kb["SwapTotal"] = kb["SwapFree"] = 0
+        else:
+            kb = memory_figures(
+                parse_meminfo_kb(host_text, HOST_KEYS), mem, self.options.swap
+            ).lines
+        uptime = float(self._uptime(pid).split()[0])
+        loads = self._loads(pid)
+        return SysinfoValues(
+            uptime=int(uptime),
+            loads=(loads.avg1, loads.avg5, loads.avg15),
+            totalram=kb["MemTotal"] * 1024,
+            freeram=kb["MemFree"] * 1024,
+            sharedram=kb.get("Shmem", 0) * 1024,
+            bufferram=kb.get("Buffers", 0) * 1024,
+            totalswap=kb.get("SwapTotal", 0) * 1024,
+            freeswap=kb.get("SwapFree", 0) * 1024,
+            procs=loads.total,
+        )
+
+    def _loads(self, pid: int) -> Loads:
+        if self.options.loadavg:
+            h, cg = self.cgroups.locate(self._entries(pid), "cpu")
+            if cg != "/":
+                return self.sampler.observe(h.directory(cg), self.clock(), pid)
+        fields = self._host_text("loadavg").split()
+        running, _, total = fields[3].partition("/")
+        a1, a5, a15 = (round(float(v) * FIXED_1) for v in fields[:3])
+        return Loads(a1, a5, a15, int(running), int(total), int(fields[4]))
+
+    # --- /sys/devices/system/cpu --------------------------------------------------------
+
+    def _sys_node(self, path: str) -> Node | None:
+        try:
+            st = os.lstat(self._host_sys(path))
+        except OSError:
+            match = _CPU_ONLINE.match(path)
+            if match and os.path.isdir(self._host_sys(os.path.dirname(path))):
+                return Node("file", 0o444, size=4096)
+            return None
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISDIR(st.st_mode):
+            return Node("dir", mode)
+        if stat.S_ISLNK(st.st_mode):
+            return Node("symlink", 0o777, target=os.readlink(self._host_sys(path)))
+        return Node("file", mode, size=st.st_size)
+
+    def _sys_read(self, path: str, pid: int) -> bytes:
+        match = _CPU_ONLINE.match(path)
+        if path in (CPU_DIR + "/online", CPU_DIR + "/offline") or match:
+            visible = self._visible(self._entries(pid))
+            if match:
+                return render_cpu_online(int(match.group(1)), visible)
+            if path.endswith("/online"):
+                return render_online(visible)
+            possible = parse_cpu_list(read_text(self.sys_root + "/devices/system/cpu/possible"))
+            return render_offline(possible, visible)
+        try:
+            with open(self._host_sys(path), "rb") as f:
+                return f.read()
+        except OSError:
+            return b""  # sysfs files that fail on the host read as empty (as in lxcfs)
+
+
+def _host_has_swap(meminfo: str) -> bool:
+    """Whether the host's meminfo shows any swap (a cheap scan, no full parse)."""
+    at = meminfo.find("SwapTotal:")
+    if at < 0:
+        return False
+    value = meminfo[at + 10 : meminfo.find("\n", at)].split()
+    return bool(value) and value[0] != "0"
+
+
+def build_tree(options: FsOptions) -> ProcTree:
+    """The tree the ``fs`` daemon serves; call ``start()`` before serving, ``close()`` after."""
+    return ProcTree(options)
+
+
+__all__ = ["CPU_DIR", "PRESSURE_FILES", "PROC_FILES", "CgroupUnavailable", "ProcTree", "build_tree"]

@@ -1,0 +1,55 @@
+"""Fixtures of the repair tests: a killable FUSE source and namespaces holding its files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .helpers import Holder, LxcfsSource
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+@pytest.fixture
+def lxcfs(tmp_path: Path) -> Iterator[LxcfsSource]:
+    if shutil.which("lxcfs") is None:
+        pytest.fail("lxcfs is not installed (deps/apt)")
+    source = LxcfsSource(tmp_path / "lxcfs")
+    try:
+        source.start()
+        yield source
+    finally:
+        source.close()
+
+
+@pytest.fixture
+def shared_lxcfs(tmp_path: Path) -> Iterator[LxcfsSource]:
+    """lxcfs under a shared mount, so its remounts propagate into slave namespaces."""
+    source = LxcfsSource(tmp_path / "lxcfs-shared", shared=True)
+    try:
+        source.start()
+        yield source
+    finally:
+        source.close()
+
+
+@pytest.fixture
+def holders(tmp_path: Path) -> Iterator[Callable[..., Holder]]:
+    """Factory of :class:`Holder` processes, all killed at teardown."""
+    made: list[Holder] = []
+
+    def make(mount_dir: Path, binds: dict[str, str], **kwargs: object) -> Holder:
+        base = tmp_path / f"ns{len(made)}"
+        holder = Holder(base, mount_dir, binds, **kwargs)
+        made.append(holder)
+        return holder
+
+    try:
+        yield make
+    finally:
+        for holder in made:
+            holder.close()

@@ -1,0 +1,219 @@
+"""Real FUSE sources and mount namespaces for the repair tests.
+
+- :class:`LxcfsSource`: Debian's lxcfs on a temporary mount point with a unique
+  ``fsname`` (so repair only ever sees this test's mounts), which a test can
+  ``kill -9`` (leaving a dead mount) and start again on the same path.
+- :class:`Holder`: a process in a new mount namespace (``unshare -m``) holding
+  read-only bind mounts of files of the FUSE mount over sentinel files, the way
+  a container holds them over /proc; ``read`` reads a path from inside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from kube_lxcfs.repair import syscalls
+from kube_lxcfs.repair.mountinfo import parse_mountinfo, topmost_at
+
+MS_SHARED = 1 << 20
+
+SENTINEL = "SENTINEL: the file under the mount\n"
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
+    """Poll ``condition`` until it is truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(0.02)
+
+
+def mount_source_at(path: str, pid: str = "self") -> tuple[str, tuple[int, int]] | None:
+    """(source, device) of the top mount at ``path`` in ``pid``'s namespace."""
+    mounts = parse_mountinfo(Path(f"/proc/{pid}/mountinfo").read_text())
+    top = topmost_at(mounts, path)
+    return (top.source, top.dev) if top else None
+
+
+def make_shared(path: str) -> None:
+    """``mount --make-shared path``."""
+    result = syscalls._libc.mount(None, path.encode(), None, MS_SHARED, None)
+    if result != 0:
+        raise OSError(ctypes.get_errno(), f"make-shared {path}")
+
+
+class LxcfsSource:
+    """Debian's lxcfs as the FUSE filesystem behind the bind mounts."""
+
+    def __init__(self, base: Path, *, shared: bool = False) -> None:
+        self.base = base
+        self.mount_dir = base / "mnt"
+        self.mount_dir.mkdir(parents=True, exist_ok=True)
+        self.shared = shared
+        if shared:
+            # A shared parent, like kubelet's Bidirectional / HostToContainer setup:
+            # mounts at mount_dir propagate into namespaces made as its slaves.
+            syscalls.bind_mount(str(base), str(base))
+            make_shared(str(base))
+        self.fsname = f"kube-lxcfs-test-{uuid.uuid4().hex[:8]}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.generation = 0
+
+    @property
+    def dev(self) -> tuple[int, int] | None:
+        found = mount_source_at(str(self.mount_dir))
+        return found[1] if found and found[0] == self.fsname else None
+
+    def start(self) -> None:
+        """Mount (detaching a dead mount first, as our daemon does) and wait until it answers."""
+        found = mount_source_at(str(self.mount_dir))
+        if found and found[0] == self.fsname:
+            syscalls.umount2(str(self.mount_dir))
+        self.generation += 1
+        log = open(self.base / f"lxcfs-{self.generation}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                "/usr/bin/lxcfs",
+                "-f",
+                "-p",
+                str(self.base / f"lxcfs-{self.generation}.pid"),
+                "-o",
+                f"fsname={self.fsname}",
+                str(self.mount_dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for(self._answers, what=f"lxcfs on {self.mount_dir}")
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"lxcfs exited with {self.proc.returncode}")
+        if self.dev is None:
+            return False
+        try:
+            return (self.mount_dir / "proc" / "meminfo").read_text().startswith("MemTotal")
+        except OSError:
+            return False
+
+    def kill9(self) -> None:
+        """Kill the daemon hard: its mount and every bind of it go dead (ENOTCONN)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def stop(self) -> None:
+        """Clean stop (SIGTERM): lxcfs unmounts its mount point."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        for _ in range(5):
+            found = mount_source_at(str(self.mount_dir))
+            if not found or found[0] != self.fsname:
+                break
+            with contextlib.suppress(OSError):
+                syscalls.umount2(str(self.mount_dir))
+        if self.shared:
+            with contextlib.suppress(OSError):
+                syscalls.umount2(str(self.base))
+
+
+class Holder:
+    """A process in its own mount namespace holding bind mounts of FUSE files.
+
+    ``binds`` maps a file of the FUSE mount (relative, e.g. ``proc/meminfo``) to a
+    target path inside ``base``; each target is first created with
+    :data:`SENTINEL` content, so a read shows which layer answered.
+    """
+
+    def __init__(
+        self,
+        base: Path,
+        mount_dir: Path,
+        binds: dict[str, str],
+        *,
+        propagation: str = "private",
+        extra: str = "",
+        unshare_args: tuple[str, ...] = (),
+    ) -> None:
+        self.targets = {}
+        script = ["set -e"]
+        for source, target in binds.items():
+            path = base / target
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(SENTINEL)
+            self.targets[source] = str(path)
+            script.append(f"mount --bind '{mount_dir / source}' '{path}'")
+            script.append(f"mount -o remount,bind,ro '{path}'")
+        if extra:
+            script.append(extra)
+        script += ["echo ready", "exec sleep 3600"]
+        command = ["unshare", "-m", f"--propagation={propagation}", *unshare_args]
+        self.proc = subprocess.Popen(
+            [*command, "sh", "-c", "\n".join(script)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != b"ready":
+            self.proc.kill()
+            raise AssertionError(f"holder failed: {self.proc.communicate()[1].decode()}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def ns_inode(self) -> int:
+        return os.stat(f"/proc/{self.pid}/ns/mnt").st_ino
+
+    def read(self, path: str) -> str:
+        """Read ``path`` as the namespace sees it (``OSError`` on ENOTCONN)."""
+        with open(f"/proc/{self.pid}/root{path}", encoding="utf-8") as f:
+            return f.read()
+
+    def mounts(self):
+        return parse_mountinfo(Path(f"/proc/{self.pid}/mountinfo").read_text())
+
+    def run(self, *command: str) -> subprocess.CompletedProcess[str]:
+        """Run a host binary inside the namespace (test setup only)."""
+        return subprocess.run(
+            ["nsenter", "-t", str(self.pid), "-m", *command],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()

@@ -1,0 +1,150 @@
+"""TreeOperations without a kernel: snapshots, offsets, attributes, errors."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import pytest
+
+from kube_lxcfs.fuse.daemon import mount_options, parse_mount_options
+from kube_lxcfs.fuse.mounts import MountEntry, parse_mounts
+from kube_lxcfs.fuse.operations import FuseError, TreeOperations
+from kube_lxcfs.vfs import Node
+
+
+class FakeTree:
+    """Renders ``<path> for <pid> #<n>`` so every render is distinguishable."""
+
+    def __init__(self) -> None:
+        self.renders = 0
+
+    def lookup(self, path: str) -> Node | None:
+        return {
+            "/": Node("dir", 0o755),
+            "/proc": Node("dir", 0o555),
+            "/proc/meminfo": Node("file", 0o444),
+            "/proc/fail": Node("file", 0o444),
+            "/link": Node("symlink", 0o777, target="proc/meminfo"),
+        }.get(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return {"/": ["proc", "link"], "/proc": ["meminfo", "fail"]}[path]
+
+    def read(self, path: str, pid: int) -> bytes:
+        if path == "/proc/fail":
+            raise RuntimeError("boom")
+        self.renders += 1
+        return f"{path} for {pid} #{self.renders}\n".encode()
+
+
+@pytest.fixture
+def ops() -> TreeOperations:
+    caller = {"pid": 100}
+    operations = TreeOperations(FakeTree(), caller_pid=lambda: caller["pid"], clock_ns=lambda: 7)
+    operations.caller = caller  # type: ignore[attr-defined]
+    return operations
+
+
+def test_offset_zero_renders_and_later_offsets_slice_the_snapshot(ops: TreeOperations) -> None:
+    fh = ops.open("/proc/meminfo", os.O_RDONLY)
+    assert ops.read("/proc/meminfo", 5, 0, fh) == b"/proc"
+    ops.caller["pid"] = 200  # type: ignore[attr-defined]
+    # the rest of the same read sequence comes from the snapshot, not a new render
+    assert ops.read("/proc/meminfo", 100, 5, fh) == b"/meminfo for 100 #1\n"
+    assert ops.read("/proc/meminfo", 100, 500, fh) == b""
+    # lseek(0) + read renders again, for whoever reads now
+    assert ops.read("/proc/meminfo", 100, 0, fh) == b"/proc/meminfo for 200 #2\n"
+
+
+def test_first_read_at_an_offset_renders(ops: TreeOperations) -> None:
+    fh = ops.open("/proc/meminfo", os.O_RDONLY)
+    assert ops.read("/proc/meminfo", 3, 14, fh) == b"for"
+
+
+def test_each_open_has_its_own_snapshot(ops: TreeOperations) -> None:
+    first = ops.open("/proc/meminfo", os.O_RDONLY)
+    second = ops.open("/proc/meminfo", os.O_RDONLY)
+    assert ops.read("/proc/meminfo", 100, 0, first).endswith(b"#1\n")
+    assert ops.read("/proc/meminfo", 100, 0, second).endswith(b"#2\n")
+    assert ops.read("/proc/meminfo", 100, 21, first) == b" #1\n"
+    ops.release("/proc/meminfo", first)
+    ops.release("/proc/meminfo", second)
+    assert ops.files == {}
+
+
+def test_writes_are_refused(ops: TreeOperations) -> None:
+    for flags in (os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_TRUNC, os.O_WRONLY | os.O_APPEND):
+        with pytest.raises(FuseError) as exc:
+            ops.open("/proc/meminfo", flags)
+        assert exc.value.errno == errno.EACCES
+
+
+def test_attributes(ops: TreeOperations) -> None:
+    attrs = ops.getattr("/proc/meminfo")
+    assert stat.S_ISREG(attrs["st_mode"])
+    assert stat.S_IMODE(attrs["st_mode"]) == 0o444
+    assert (attrs["st_uid"], attrs["st_gid"], attrs["st_nlink"], attrs["st_size"]) == (0, 0, 1, 0)
+    assert attrs["st_mtime"] == 7
+    assert stat.S_ISDIR(ops.getattr("/proc")["st_mode"])
+    assert ops.getattr("/proc")["st_nlink"] == 2
+    link = ops.getattr("/link")
+    assert stat.S_ISLNK(link["st_mode"])
+    assert link["st_size"] == len("proc/meminfo")
+
+
+def test_missing_paths_and_wrong_kinds(ops: TreeOperations) -> None:
+    for call, code in (
+        (lambda: ops.getattr("/nope"), errno.ENOENT),
+        (lambda: ops.open("/nope", os.O_RDONLY), errno.ENOENT),
+        (lambda: ops.open("/proc", os.O_RDONLY), errno.EISDIR),
+        (lambda: ops.readdir("/proc/meminfo", 0), errno.ENOTDIR),
+        (lambda: ops.readlink("/proc/meminfo"), errno.EINVAL),
+        (lambda: ops.flush("/proc/meminfo", 0), errno.ENOSYS),
+    ):
+        with pytest.raises(FuseError) as exc:
+            call()
+        assert exc.value.errno == code
+
+
+def test_listing_and_links(ops: TreeOperations) -> None:
+    assert ops.readdir("/", 0) == [".", "..", "proc", "link"]
+    assert ops.readlink("/link") == "proc/meminfo"
+
+
+def test_a_failing_render_is_eio_and_logged_once(
+    ops: TreeOperations, caplog: pytest.LogCaptureFixture
+) -> None:
+    fh = ops.open("/proc/fail", os.O_RDONLY)
+    for _ in range(3):
+        with pytest.raises(FuseError) as exc:
+            ops.read("/proc/fail", 10, 0, fh)
+        assert exc.value.errno == errno.EIO
+    assert len([r for r in caplog.records if "rendering /proc/fail" in r.message]) == 1
+    # other files keep working
+    other = ops.open("/proc/meminfo", os.O_RDONLY)
+    assert ops.read("/proc/meminfo", 100, 0, other).startswith(b"/proc/meminfo for 100")
+
+
+def test_mount_option_parsing_and_defaults() -> None:
+    assert parse_mount_options("a,b=c,, d=1") == {"a": True, "b": "c", "d": "1"}
+    assert parse_mount_options(None) == {}
+    merged = mount_options({"attr_timeout": "2", "nonempty": True, "max_read": "4096"})
+    assert merged["attr_timeout"] == "2"
+    assert merged["entry_timeout"] == "0.5"
+    assert merged["allow_other"] is True and merged["direct_io"] is True and merged["ro"] is True
+    assert merged["max_read"] == "4096"
+    assert "nonempty" not in merged
+
+
+def test_parse_mounts_unescapes_and_keeps_order() -> None:
+    text = (
+        "68 27 0:45 / /tmp/a\\040b rw,relatime - fuse.lxcfs lxcfs rw,allow_other\n"
+        "69 68 0:46 / /tmp/a\\040b ro - fuse.lxcfs kube-lxcfs ro\n"
+        "garbage\n"
+    )
+    assert parse_mounts(text) == [
+        MountEntry("/tmp/a b", "fuse.lxcfs", "lxcfs", 68),
+        MountEntry("/tmp/a b", "fuse.lxcfs", "kube-lxcfs", 69),
+    ]
