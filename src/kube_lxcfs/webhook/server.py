@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kube_lxcfs.webhook.config import InjectOptions
+from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY, InjectOptions
 from kube_lxcfs.webhook.metrics import WebhookMetrics
 from kube_lxcfs.webhook.review import BadReviewError, review
 from kube_lxcfs.webhook.tls import ReloadingContext
@@ -30,7 +30,6 @@ from kube_lxcfs.webhook.tls import ReloadingContext
 log = logging.getLogger("kube_lxcfs.webhook")
 
 MUTATE_PATH = "/mutate"
-DEFAULT_MAX_BODY = 8 * 1024 * 1024  # the API server caps objects near 3 MiB; reviews carry two
 
 
 @dataclass(frozen=True)
