@@ -187,3 +187,20 @@ def test_host_pid_1_reads_the_hosts_uptime(tree: ProcTree) -> None:
         host_age = float(f.read().split()[0])
     age = float(tree.read("/proc/uptime", 1).split()[0])
     assert host_age <= age < host_age + 5
+
+
+def test_diskstats_is_never_emptier_than_the_kernel_allows(tree: ProcTree) -> None:
+    with create_cgroup(unique_name("kube-lxcfs-test-core"), Limits()) as cg:
+        proc = cg.popen(["sleep", "300"])
+        ours = tree.read("/proc/diskstats", proc.pid).decode()
+        _, io_cgroup = tree.cgroups.locate(tree.processes.cgroups(proc.pid), "blkio")
+        snapshot = tree.cgroups.io(tree.processes.cgroups(proc.pid))
+        with open("/proc/diskstats") as f:
+            host_devices = [line.split()[2] for line in f]
+        if snapshot is None:
+            # no per-cgroup IO source on this kernel: the host's file, like lxcfs
+            assert [line.split()[2] for line in ours.splitlines()] == host_devices
+        else:
+            # a fresh cgroup did no IO: no device lines
+            assert io_cgroup != "/"
+            assert ours == ""

@@ -8,7 +8,6 @@ Ancestor walks (minimum limits, effective cpuset) happen here.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Protocol
 
@@ -221,12 +220,18 @@ class V1Backend:
 
     def io(self, h: Hierarchy, cgroup: str) -> IoSnapshot | None:
         d = _require_dir(h, cgroup)
-        # CFQ's files went with CFQ (Linux 5.0); the throttle files stay on every kernel
-        # and count all IO that passes the throttle layer; BFQ's exist with BFQ.
+        # CFQ's files went with CFQ (Linux 5.0).  The throttle and BFQ files exist on
+        # current kernels but count only IO that passes through throttling rules or the
+        # BFQ scheduler: a source counts only if the hierarchy root lists a device in it
+        # (otherwise this kernel accounts nothing there and the host's file is right).
         for prefix in ("blkio.", "blkio.throttle.", "blkio.bfq."):
             serviced = _read_optional(f"{d}/{prefix}io_serviced_recursive")
             service_bytes = _read_optional(f"{d}/{prefix}io_service_bytes_recursive")
             if serviced is None or service_bytes is None:
+                continue
+            name = prefix + "io_serviced_recursive"
+            root = serviced if cgroup == "/" else _read_optional(f"{h.mount_point}/{name}")
+            if not root or not parse_blkio_recursive(root, name):
                 continue
             ops = parse_blkio_recursive(serviced, prefix + "io_serviced_recursive")
             nbytes = parse_blkio_recursive(service_bytes, prefix + "io_service_bytes_recursive")
@@ -432,8 +437,3 @@ class CgroupReader:
             return
         for child in children:
             self._collect(child, depth - 1, pids)
-
-
-def quota_cpus(quota: float | None) -> int | None:
-    """Whole CPUs a quota allows: ceil(quota/period), at least 1."""
-    return None if quota is None else max(1, math.ceil(quota - 1e-9))

@@ -60,6 +60,10 @@ def plan_mutation(pod: Mapping[str, Any], opts: InjectOptions) -> Mutation:
     }
 
     targets = _target_containers(spec, opts)
+    mounts_by_path = [
+        _mounts_by_path(_list_field(c, "volumeMounts", f"{lst}[{i}].volumeMounts"))
+        for lst, i, c in targets
+    ]
     result = Mutation()
     path_conflicts: dict[str, list[str]] = {}  # mount path -> what blocked it
     new_mounts: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -76,10 +80,9 @@ def plan_mutation(pod: Mapping[str, Any], opts: InjectOptions) -> Mutation:
             pairs_total += len(targets)
             continue
         needs_volume = existing is None
-        for list_name, index, container in targets:
+        for (list_name, index, container), mounted in zip(targets, mounts_by_path, strict=True):
             pairs_total += 1
-            mounts = _list_field(container, "volumeMounts", f"{list_name}[{index}].volumeMounts")
-            holder = _mount_at(mounts, target.mount_path)
+            holder = mounted.get(target.mount_path)
             if holder is None:
                 new_mounts.setdefault((list_name, index), []).append(_mount(target))
                 pairs_ours += 1
@@ -164,14 +167,15 @@ def _is_our_volume(volume: Mapping[str, Any], target: InjectedPath) -> bool:
     return isinstance(path, str) and path.rstrip("/") == target.host_path.rstrip("/")
 
 
-def _mount_at(mounts: Sequence[Any], mount_path: str) -> Mapping[str, Any] | None:
+def _mounts_by_path(mounts: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
+    """A container's mounts by normalised mountPath (the first one wins, as in the API)."""
+    result: dict[str, Mapping[str, Any]] = {}
     for mount in mounts:
-        if not isinstance(mount, Mapping):
-            continue
-        path = mount.get("mountPath")
-        if isinstance(path, str) and (path.rstrip("/") or "/") == mount_path:
-            return mount
-    return None
+        if isinstance(mount, dict):
+            path = mount.get("mountPath")
+            if isinstance(path, str):
+                result.setdefault(path.rstrip("/") or "/", mount)
+    return result
 
 
 def _mount(target: InjectedPath) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kube_lxcfs.webhook.config import InjectOptions
+from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY, InjectOptions
 from kube_lxcfs.webhook.metrics import WebhookMetrics
 from kube_lxcfs.webhook.review import BadReviewError, review
 from kube_lxcfs.webhook.tls import ReloadingContext
@@ -30,7 +30,6 @@ from kube_lxcfs.webhook.tls import ReloadingContext
 log = logging.getLogger("kube_lxcfs.webhook")
 
 MUTATE_PATH = "/mutate"
-DEFAULT_MAX_BODY = 8 * 1024 * 1024  # the API server caps objects near 3 MiB; reviews carry two
 
 
 @dataclass(frozen=True)
@@ -135,6 +134,11 @@ class _AdmissionHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._json(405, {"message": "POST AdmissionReviews to /mutate"})
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's errors (bad request line, huge headers) as JSON with a status line."""
+        self.close_connection = True
+        self._json(code, {"message": message or self.responses.get(code, ("error",))[0]})
 
     def _admit(self, owner: WebhookServer) -> int:
         length_header = self.headers.get("Content-Length")
