@@ -135,6 +135,11 @@ class _AdmissionHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._json(405, {"message": "POST AdmissionReviews to /mutate"})
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's errors (bad request line, huge headers) as JSON with a status line."""
+        self.close_connection = True
+        self._json(code, {"message": message or self.responses.get(code, ("error",))[0]})
+
     def _admit(self, owner: WebhookServer) -> int:
         length_header = self.headers.get("Content-Length")
         if length_header is None or not length_header.strip().isdigit():
