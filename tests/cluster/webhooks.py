@@ -267,11 +267,11 @@ class SidecarWebhook:
         self.thread.join(timeout=10)
 
 
-def metric_value(metrics_text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when none)."""
+def metric_value(metrics_text: str, metric: str, /, **labels: str) -> float:
+    """Sum of the samples of ``metric`` whose labels include ``labels`` (0 when none)."""
     total = 0.0
     for line in metrics_text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
+        if not line.startswith((metric + "{", metric + " ")):
             continue
         series, _, value = line.rpartition(" ")
         if all(f'{k}="{v}"' in series for k, v in labels.items()):
