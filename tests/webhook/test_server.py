@@ -253,3 +253,10 @@ def test_malformed_http_gets_4xx_and_server_stays_up(server: WebhookProcess, raw
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["message"]
     assert server.health("/healthz")[0] == 200
     server.connect().admit(load("bare-pod.json"))
+
+
+def test_ipv6_dual_stack_address(tmp_path: Path) -> None:
+    with running_webhook(tmp_path, {"KUBE_LXCFS_WEBHOOK_ADDRESS": "::"}) as server:
+        # 127.0.0.1 reaches a "::" listener through IPv4-mapped addresses.
+        server.connect().admit(load("bare-pod.json"))
+        assert server.health("/readyz")[0] == 200

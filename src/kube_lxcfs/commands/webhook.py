@@ -172,7 +172,7 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         default="0.0.0.0",
         metavar="IP",
         convert=str,
-        help="address both listeners bind to",
+        help="address both listeners bind to (:: for IPv6 and IPv4)",
     )
     _add(
         tls,
