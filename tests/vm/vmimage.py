@@ -91,15 +91,21 @@ def kernel_release() -> str:
 
 
 def guest_python_requirements() -> list[str]:
-    """The product's dependencies plus the test runner, installed into the guest by pip."""
+    """The product's dependencies with every extra (the CLI imports them all when it builds
+    its parser) plus the test runner, installed into the guest by pip."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {})
+    product = [*project["dependencies"]]
+    for extra, requirements in extras.items():
+        if extra != "test":
+            product.extend(requirements)
     test_lines = (REPO / "deps" / "pip" / "base.txt").read_text().splitlines()
     test_reqs = [
         line.split("#")[0].strip()
         for line in test_lines
         if line.split("#")[0].strip() and not line.strip().startswith("ruff")
     ]
-    return sorted({*project["dependencies"], *test_reqs})
+    return sorted({*product, *test_reqs})
 
 
 def apt_sources() -> list[str]:
@@ -222,7 +228,17 @@ def build_rootfs(rootfs: Path, log: Log) -> None:
         *apt_sources(),
     ]
     log("mmdebstrap " + " ".join(DEBIAN_PACKAGES))
-    _run(cmd, stdin=subprocess.DEVNULL)
+    for attempt in (1, 2):
+        done = subprocess.run(
+            cmd, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True
+        )
+        if done.returncode == 0:
+            break
+        # A dpkg step in the chroot has been seen to fail once and pass on a rerun.
+        log(f"mmdebstrap failed (attempt {attempt}):\n{done.stderr[-3000:]}")
+        shutil.rmtree(rootfs, ignore_errors=True)
+    else:
+        raise RuntimeError("mmdebstrap failed twice; see the log above")
     requirements = guest_python_requirements()
     log("pip install into the guest: " + " ".join(requirements))
     _run(
@@ -250,28 +266,25 @@ def build_rootfs(rootfs: Path, log: Log) -> None:
 
 
 def build_disk(rootfs: Path, target: Path) -> None:
-    """An ext4 disk image filled from the directory (no loop mount needed)."""
-    used = int(
+    """An ext4 disk image filled from the directory (no loop mount needed).
+
+    Room is left for the tests' swap file; inodes are sized from the file count, since
+    Python packages are many small files.
+    """
+    used_mb = int(
         subprocess.run(
             ["du", "-sm", str(rootfs)], check=True, capture_output=True, text=True
         ).stdout.split()[0]
     )
+    files = sum(len(dirs) + len(names) for _, dirs, names in os.walk(rootfs))
     with target.open("wb") as disk:
-        disk.truncate((used * 12 // 10 + 384) * 1024 * 1024)
+        disk.truncate((used_mb * 13 // 10 + 384) * 1024 * 1024)
     _run(
         [
-            "mkfs.ext4",
-            "-q",
-            "-F",
-            "-L",
-            "klx-v2",
-            "-E",
-            "root_owner=0:0",
-            "-d",
-            str(rootfs),
-            str(target),
+            "mkfs.ext4", "-q", "-F", "-L", "klx-v2", "-N", str(files * 2 + 16384),
+            "-E", "root_owner=0:0", "-d", str(rootfs), str(target),
         ]
-    )
+    )  # fmt: skip
 
 
 def _image_at(directory: Path, release: str, build_seconds: float | None) -> VmImage:
