@@ -151,11 +151,11 @@ class KubeLxcfsSource:
     background: tests only kill and start it.
     """
 
-    def __init__(self, base: Path, *args: str) -> None:
+    def __init__(self, base: Path, *args: str, fsname: str | None = None) -> None:
         self.base = base
         self.mount_dir = base / "mnt"
         self.state_dir = base / "state"
-        self.fsname = f"kube-lxcfs-test-{uuid.uuid4().hex[:8]}"
+        self.fsname = fsname or f"kube-lxcfs-test-{uuid.uuid4().hex[:8]}"
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
         self.generation = 0

@@ -108,3 +108,32 @@ def test_on_stop_keep_leaves_containers_stale_until_the_next_start(
     assert exc.value.errno == errno.ENOTCONN
     daemon.start()
     wait_for(lambda: reads_live(h, h.targets["proc/meminfo"]), timeout=5, what="repaired")
+
+
+def test_a_second_daemon_of_the_same_name_leaves_the_first_ones_containers_alone(
+    tmp_path: Path, daemon: KubeLxcfsSource, holders
+) -> None:
+    """Only generations of its own mount directory are repaired by a daemon."""
+    mine = holders(daemon.mount_dir, FILES)
+    other = KubeLxcfsSource(tmp_path / "other", fsname=daemon.fsname)
+    try:
+        other.start()
+        daemon.kill9()
+        other.kill9()
+        other.start()  # restarts first: must not take the first daemon's stale mounts
+        wait_for(other.repaired, what="second daemon's repair summary")
+        for target in mine.targets.values():
+            with pytest.raises(OSError) as exc:
+                mine.read(target)
+            assert exc.value.errno == errno.ENOTCONN
+        daemon.start()
+        wait_for(
+            lambda: all(reads_live(mine, t) for t in mine.targets.values()),
+            timeout=5,
+            what="the first daemon repairs its own",
+        )
+        assert all(
+            m.dev == daemon.dev for m in mine.mounts() if m.mount_point in mine.targets.values()
+        )
+    finally:
+        other.close()

@@ -32,6 +32,8 @@ from pathlib import Path
 
 from kube_lxcfs.repair import syscalls
 from kube_lxcfs.repair.engine import DEFAULT_STATE_DIR, RepairError, RepairMetrics, detach, repair
+from kube_lxcfs.repair.mountinfo import parse_mountinfo, topmost_at
+from kube_lxcfs.repair.plan import STALE_ERRNOS
 
 log = logging.getLogger("kube_lxcfs.repair")
 
@@ -56,6 +58,22 @@ def _fuse_exit_callable() -> Callable[[], None] | None:
         return None
     handle = ctypes.c_void_p(pointer)  # a bare int would be passed as a 32-bit C int
     return lambda: libfuse.fuse_exit(handle)
+
+
+def dead_mount_device(mount_dir: str) -> tuple[int, int] | None:
+    """The device of a dead FUSE mount at ``mount_dir`` (left by a killed daemon), if any."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            top = topmost_at(parse_mountinfo(f.read()), mount_dir)
+    except (OSError, ValueError):
+        return None
+    if top is None or not top.fstype.startswith("fuse"):
+        return None
+    try:
+        os.statvfs(mount_dir)
+    except OSError as exc:
+        return top.dev if exc.errno in STALE_ERRNOS else None
+    return None
 
 
 class RestartHandling:
@@ -83,11 +101,14 @@ class RestartHandling:
         self._watcher: threading.Thread | None = None
         self._old_mask: set[signal.Signals] | None = None
         self._stopping = threading.Event()
+        self._previous_dev: tuple[int, int] | None = None
 
     # --- called by the daemon -----------------------------------------------------------
 
     def before_serve(self) -> None:
-        """In detach mode, route the stop signals to a watcher thread instead of libfuse."""
+        """Note the dead mount a killed daemon left (its device is the generation to repair);
+        in detach mode, route the stop signals to a watcher thread instead of libfuse."""
+        self._previous_dev = dead_mount_device(self.mount_dir)
         if self.on_stop != "detach":
             return
         self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -129,7 +150,13 @@ class RestartHandling:
 
     def _repair_once(self) -> None:
         try:
-            report = repair(self.mount_dir, state_dir=self.state_dir, metrics=self.metrics)
+            previous = [self._previous_dev] if self._previous_dev else []
+            report = repair(
+                self.mount_dir,
+                state_dir=self.state_dir,
+                metrics=self.metrics,
+                previous_devs=previous,
+            )
         except RepairError as exc:
             log.warning("repair after start skipped: %s", exc)
         except Exception:  # never let repair take the daemon down
