@@ -91,14 +91,10 @@ def kernel_release() -> str:
 
 
 def guest_python_requirements() -> list[str]:
-    """The product's dependencies with every extra (the CLI imports them all when it builds
-    its parser) plus the test runner, installed into the guest by pip."""
+    """The product's own dependencies (no extras: the filesystem daemon needs none of them)
+    plus the test runner, installed into the guest by pip."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    extras = project.get("optional-dependencies", {})
-    product = [*project["dependencies"]]
-    for extra, requirements in extras.items():
-        if extra != "test":
-            product.extend(requirements)
+    product = list(project["dependencies"])
     test_lines = (REPO / "deps" / "pip" / "base.txt").read_text().splitlines()
     test_reqs = [
         line.split("#")[0].strip()
@@ -250,6 +246,7 @@ def build_rootfs(rootfs: Path, log: Log) -> None:
             "--quiet",
             "--disable-pip-version-check",
             "--no-compile",
+            "--no-cache-dir",
             "--only-binary=:all:",
             "--target",
             str(rootfs / GUEST_SITE_PACKAGES),
@@ -316,6 +313,7 @@ def build_image(*, force: bool = False, log: Log = _stderr_log) -> VmImage:
         if (final / BUILT_MARKER).exists() and not force:
             log(f"image {final} (cached)")
             return _image_at(final, release, None)
+        _prune_other_images(keep=final)
         started = time.monotonic()
         work = CACHE_ROOT / f".build-{key}-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
@@ -338,18 +336,15 @@ def build_image(*, force: bool = False, log: Log = _stderr_log) -> VmImage:
             out.rename(final)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        _prune_old_images(keep=final)
         log(f"built image {final} in {seconds:.1f} s")
         return _image_at(final, release, seconds)
 
 
-def _prune_old_images(keep: Path) -> None:
-    """Keep the cache from growing: only the newest few images stay."""
-    images = sorted(
-        (p for p in CACHE_ROOT.iterdir() if p.is_dir() and (p / BUILT_MARKER).exists()),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for old in images[3:]:
-        if old != keep:
-            shutil.rmtree(old, ignore_errors=True)
+def _prune_other_images(keep: Path) -> None:
+    """Disk space is scarce: an image for other inputs goes before a new one is built.
+
+    A VM still running from a removed image keeps its open files; only the cache entry goes.
+    """
+    for entry in CACHE_ROOT.iterdir():
+        if entry != keep and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)

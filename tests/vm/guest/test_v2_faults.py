@@ -16,11 +16,13 @@ from v2guest import cgroup_dir, meminfo_kb, read_as
 from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, unique_name
 from support.fsdaemons import RunningFs
 
-# The reader: opens meminfo and loadavg, reads them, then re-reads both (lseek 0) each time
-# a line arrives on stdin, answering with the MemTotal and the loadavg it saw.
+# The reader: on the first line from stdin it opens meminfo and loadavg; on every line it
+# (re-)reads both from offset 0 and answers with the MemTotal and the loadavg tasks it saw.
 READER = """
 import os, sys
 paths = [os.path.join(sys.argv[1], p) for p in ("proc/meminfo", "proc/loadavg")]
+print("started", flush=True)
+sys.stdin.readline()
 fds = [os.open(p, os.O_RDONLY) for p in paths]
 def read_all(fd):
     os.lseek(fd, 0, os.SEEK_SET)
@@ -40,7 +42,8 @@ def test_reader_outlives_its_removed_cgroup(ours: RunningFs) -> None:
     name = unique_name("kube-lxcfs-test-v2")
     with create_cgroup(name + "-new") as new_home:
         cg = create_cgroup(name, Limits(memory=128 * MiB))
-        reader = cg.popen(
+        # started outside the cgroup, so that removing the cgroup does not kill it
+        reader = subprocess.Popen(
             [sys.executable, "-c", READER, str(ours.mountpoint)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -49,6 +52,10 @@ def test_reader_outlives_its_removed_cgroup(ours: RunningFs) -> None:
         )
         try:
             assert reader.stdout is not None and reader.stdin is not None
+            assert reader.stdout.readline() == "started\n"
+            cg.add_pid(reader.pid)
+            reader.stdin.write("go\n")
+            reader.stdin.flush()
             assert reader.stdout.readline().split()[0] == "131072"
             # move the reader out, then remove its cgroup while the files stay open
             new_home.add_pid(reader.pid)
