@@ -1,450 +1,206 @@
-"""``kube-lxcfs install`` / ``uninstall`` / ``doctor`` against a real API server, the
-webhook's certificate self-provisioning under its own service account (real RBAC), and
-the shipped webhook configuration's selection, redirected to a loopback webhook.
+"""``install`` / ``uninstall`` / ``doctor`` and certificate self-provisioning against a real
+kube-apiserver (+ controller-manager) with RBAC and Pod Security admission.
 
-There is no kubelet: the DaemonSet and Deployment are stored and validated but never run,
-so the webhook runs here as a local process with the Deployment's own arguments.
+No kubelet runs here, so pods are stored but never start: what is proven is that the API
+server accepts every object (server-side validation and defaulting), that applying twice
+changes nothing, that uninstall leaves nothing behind, that the webhook's RBAC is enough for
+self-provisioning and no more, and that the webhook pod passes Pod Security "restricted".
 """
 
 from __future__ import annotations
 
-import base64
-import copy
-import json
-import os
-import socket
-import ssl
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .control_plane import ControlPlane, wait_until
-from .pki import CertificateAuthority
-from .webhooks import (
-    WebhookProcess,
-    create_pod,
-    pod,
-    registered,
-    spawn_webhook,
-    wait_for_injection,
-    webhook_serving_cert,
-)
+from kube_lxcfs.deploy.kubeapi import ApiError, KubeApi, connect, object_path
+from kube_lxcfs.deploy.lifecycle import ca_bundle_of
+from kube_lxcfs.deploy.render import render
+from kube_lxcfs.deploy.selfprovision import SelfProvisioner
+from kube_lxcfs.deploy.values import resolve
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+from .control_plane import wait_until
 
-NAMESPACE = "lxcfs"  # the default install namespace (the seed's)
-PART_OF = "app.kubernetes.io/part-of=kube-lxcfs"
-TLS_SECRET = "kube-lxcfs-webhook-tls"
+pytestmark = pytest.mark.cluster
+
+NS = "kube-lxcfs-test-deploy"
+MWC = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/kube-lxcfs-webhook"
 
 
-def kube_lxcfs(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+def _kl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kube_lxcfs", *args],
+        [sys.executable, "-m", "kube_lxcfs", *args, "--kubeconfig", str(kubeconfig)],
         capture_output=True,
         text=True,
-        timeout=timeout,
-        env=env,
+        timeout=300,
         check=False,
     )
 
 
-@pytest.fixture(scope="module")
-def shipped_objects() -> list[dict]:
-    """What ``kube-lxcfs manifests`` prints with defaults: the objects install applies."""
-    proc = kube_lxcfs("manifests")
-    assert proc.returncode == 0, proc.stderr
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+@pytest.fixture
+def installed(kubeconfig: Path) -> Iterator[KubeApi]:
+    """kube-lxcfs installed in NS; always uninstalled afterwards (the MWC is cluster-wide)."""
+    proc = _kl(kubeconfig, "install", "-n", NS)
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        yield connect(str(kubeconfig))
+    finally:
+        done = _kl(kubeconfig, "uninstall", "-n", NS, "--wait", "--timeout", "120")
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
-class Discovery:
-    """Maps apiVersion + kind to REST paths with the server's own discovery documents
-    (deliberately not the product's mapping: a wrong path would make "gone" look true)."""
-
-    def __init__(self, plane: ControlPlane) -> None:
-        self.plane = plane
-        self._cache: dict[str, list[dict]] = {}
-
-    def _resources(self, api_version: str) -> list[dict]:
-        if api_version not in self._cache:
-            prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-            found = self.plane.get(prefix)
-            assert found is not None, f"the server does not serve {api_version}"
-            self._cache[api_version] = found["resources"]
-        return self._cache[api_version]
-
-    def collection(self, api_version: str, kind: str, namespace: str | None = None) -> str:
-        prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-        for res in self._resources(api_version):
-            if res["kind"] == kind and "/" not in res["name"]:
-                if res["namespaced"] and namespace:
-                    return f"{prefix}/namespaces/{namespace}/{res['name']}"
-                return f"{prefix}/{res['name']}"
-        raise AssertionError(f"the server does not know {api_version} {kind}")
-
-    def path(self, obj: dict) -> str:
-        meta = obj["metadata"]
-        base = self.collection(obj["apiVersion"], obj["kind"], meta.get("namespace"))
-        return f"{base}/{meta['name']}"
+def test_server_dry_run_stores_nothing(kubeconfig: Path) -> None:
+    api = connect(str(kubeconfig))
+    proc = _kl(kubeconfig, "install", "-n", NS, "--dry-run=server")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "namespace/kube-lxcfs-test-deploy created (server dry run)" in proc.stdout
+    assert f"not validated: namespace {NS} does not exist yet" in proc.stdout
+    assert "clusterrole/kube-lxcfs-webhook created (server dry run)\n" in proc.stdout
+    assert api.get(f"/api/v1/namespaces/{NS}") is None
+    assert api.get(MWC) is None
+    # With the namespace there, the server validates (and admits) every object.
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    try:
+        full = _kl(kubeconfig, "install", "-n", NS, "--dry-run=server")
+        assert full.returncode == 0, full.stdout + full.stderr
+        assert "not validated" not in full.stdout
+        assert api.get(f"/apis/apps/v1/namespaces/{NS}/daemonsets/kube-lxcfs-agent") is None
+    finally:
+        api.delete(f"/api/v1/namespaces/{NS}")
+        wait_until(lambda: api.get(f"/api/v1/namespaces/{NS}") is None, 120, f"{NS} deleted")
 
 
-@pytest.fixture(scope="module")
-def discovery(control_plane: ControlPlane) -> Discovery:
-    return Discovery(control_plane)
+def test_install_is_accepted_idempotent_and_uninstall_leaves_nothing(kubeconfig: Path) -> None:
+    objects = render(resolve(namespace=NS))
+    api = connect(str(kubeconfig))
+    first = _kl(kubeconfig, "install", "-n", NS)
+    try:
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert first.stdout.count(" created\n") == len(objects)
+        for obj in objects:
+            assert api.get(object_path(obj)) is not None, obj["kind"]
+        again = _kl(kubeconfig, "install", "-n", NS)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.count(" unchanged\n") == len(objects), again.stdout
+        # The controller-manager turned the Deployment into (pending) pods: admitted in the
+        # install namespace, which the webhook configuration excludes.
+        pods = wait_until(
+            lambda: api.list(
+                f"/api/v1/namespaces/{NS}/pods",
+                label_selector="app.kubernetes.io/component=webhook",
+            ),
+            60,
+            "webhook pods",
+        )
+        assert all(
+            "kube-lxcfs.io/status" not in (p["metadata"].get("annotations") or {}) for p in pods
+        )
+    finally:
+        gone = _kl(kubeconfig, "uninstall", "-n", NS, "--wait", "--timeout", "120")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    lines = gone.stdout.splitlines()
+    assert lines[0] == "mutatingwebhookconfiguration/kube-lxcfs-webhook deleted"
+    for obj in objects:
+        assert api.get(object_path(obj)) is None, obj["kind"]
 
 
-def describe(obj: dict) -> str:
-    meta = obj["metadata"]
-    return f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}"
-
-
-def leftovers(plane: ControlPlane, discovery: Discovery, objects: list[dict]) -> list[str]:
-    """Shipped objects still on the server, plus anything else labelled part-of=kube-lxcfs
-    at cluster scope (where a namespace deletion does not clean up)."""
-    left = [describe(o) for o in objects if plane.get(discovery.path(o)) is not None]
-    for api_version, kind in (
-        ("v1", "Namespace"),
-        ("rbac.authorization.k8s.io/v1", "ClusterRole"),
-        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
-        ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
-        ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
-        ("scheduling.k8s.io/v1", "PriorityClass"),
-    ):
-        listing = plane.get(f"{discovery.collection(api_version, kind)}?labelSelector={PART_OF}")
-        assert listing is not None
-        left += [f"{kind} {item['metadata']['name']}" for item in listing["items"]]
-    return sorted(set(left))
-
-
-def test_install_reinstall_doctor_uninstall(
-    control_plane: ControlPlane, discovery: Discovery, shipped_objects: list[dict]
-) -> None:
-    kubeconfig = str(control_plane.kubeconfig)
-    assert leftovers(control_plane, discovery, shipped_objects) == []
-
-    installed = kube_lxcfs("install", "--kubeconfig", kubeconfig)
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    # Every object was accepted by the server's validation and is stored as shipped.
-    versions = {}
-    for obj in shipped_objects:
-        stored = control_plane.get(discovery.path(obj))
-        assert stored is not None, f"{describe(obj)} not stored:\n{installed.stdout}"
-        assert stored["metadata"].get("labels", {}).items() >= obj["metadata"]["labels"].items()
-        versions[describe(obj)] = stored["metadata"]["resourceVersion"]
-    assert installed.stdout.count(" created") == len(shipped_objects), installed.stdout
-
-    again = kube_lxcfs("install", "--kubeconfig", kubeconfig)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count(" unchanged") == len(shipped_objects), again.stdout
-
-    preview = kube_lxcfs("install", "--kubeconfig", kubeconfig, "--dry-run=server")
-    assert preview.returncode == 0, preview.stdout + preview.stderr
-    for obj in shipped_objects:
-        stored = control_plane.get(discovery.path(obj))
-        assert stored is not None
-        assert stored["metadata"]["resourceVersion"] == versions[describe(obj)], describe(obj)
-
-    # No kubelet here: nothing can become ready, and doctor must say so (exit 1) after
-    # having reached the API server.
-    doctor = kube_lxcfs("doctor", "--kubeconfig", kubeconfig)
-    assert doctor.returncode == 1, doctor.stdout + doctor.stderr
-    assert "v1.33" in doctor.stdout.splitlines()[0], doctor.stdout
-
-    removed = kube_lxcfs("uninstall", "--kubeconfig", kubeconfig, "--wait", "--timeout", "120")
-    assert removed.returncode == 0, removed.stdout + removed.stderr
-    assert leftovers(control_plane, discovery, shipped_objects) == []
-
-    twice = kube_lxcfs("uninstall", "--kubeconfig", kubeconfig, "--wait", "--timeout", "120")
-    assert twice.returncode == 0, twice.stdout + twice.stderr
-
-
-# -- the installed webhook, run as a local process with the Deployment's arguments ---------
-
-
-def token_kubeconfig(plane: ControlPlane, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig that authenticates as a ServiceAccount (TokenRequest API)."""
-    status, body = plane.request(
+def _token_kubeconfig(admin: Path, api: KubeApi, tmp_path: Path) -> Path:
+    """A kubeconfig that authenticates as the webhook's ServiceAccount (TokenRequest)."""
+    answer = api.request(
         "POST",
-        f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+        f"/api/v1/namespaces/{NS}/serviceaccounts/kube-lxcfs-webhook/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
     )
-    assert status == 201, body
-    assert plane.ca is not None
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "test",
-                "cluster": {
-                    "server": plane.server,
-                    "certificate-authority": str(plane.ca.cert_path),
-                },
-            }
-        ],
-        "users": [{"name": account, "user": {"token": json.loads(body)["status"]["token"]}}],
-        "contexts": [{"name": account, "context": {"cluster": "test", "user": account}}],
-        "current-context": account,
-    }
-    path.write_text(json.dumps(config))
+    config = yaml.safe_load(admin.read_text())
+    config["users"] = [{"name": "webhook", "user": {"token": answer["status"]["token"]}}]
+    config["contexts"] = [
+        {
+            "name": "webhook",
+            "context": {"cluster": config["clusters"][0]["name"], "user": "webhook"},
+        }
+    ]
+    config["current-context"] = "webhook"
+    path = tmp_path / "webhook-sa.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
     return path
 
 
-def deployment_args(objects: list[dict], **overrides: str) -> list[str]:
-    """The shipped webhook Deployment's container arguments, with ``--key=value`` overrides."""
-    deployment = next(o for o in objects if o["kind"] == "Deployment")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][-1] == "webhook", container["command"]
-    args = [a for a in container["args"] if a.split("=", 1)[0] not in overrides]
-    return args + [f"{k}={v}" for k, v in overrides.items()]
-
-
-@pytest.fixture(scope="module")
-def installed(control_plane: ControlPlane) -> Iterator[str]:
-    """The default install; uninstalled (and checked gone) when the module is done."""
-    kubeconfig = str(control_plane.kubeconfig)
-    proc = kube_lxcfs("install", "--kubeconfig", kubeconfig)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    try:
-        yield kubeconfig
-    finally:
-        kube_lxcfs("uninstall", "--kubeconfig", kubeconfig, "--wait", "--timeout", "120")
-
-
-@pytest.fixture(scope="module")
-def provisioned_webhook(
-    control_plane: ControlPlane,
-    installed: str,
-    shipped_objects: list[dict],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[WebhookProcess]:
-    """The webhook as the Deployment runs it (self-provisioning), as its ServiceAccount."""
-    workdir = tmp_path_factory.mktemp("provisioned-webhook")
-    account = next(
-        o["spec"]["template"]["spec"]["serviceAccountName"]
-        for o in shipped_objects
-        if o["kind"] == "Deployment"
-    )
-    kubeconfig = token_kubeconfig(control_plane, NAMESPACE, account, workdir / "sa.kubeconfig")
-    tls = workdir / "tls"
-    tls.mkdir()
-    args = deployment_args(
-        shipped_objects, **{"--tls-cert": str(tls / "tls.crt"), "--tls-key": str(tls / "tls.key")}
-    )
-    env = {"KUBE_LXCFS_KUBECONFIG": str(kubeconfig), "KUBE_LXCFS_WEBHOOK_NAMESPACE": NAMESPACE}
-    process = spawn_webhook(args, workdir, env)
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-def test_webhook_self_provisions_its_certificate_as_its_service_account(
-    control_plane: ControlPlane, provisioned_webhook: WebhookProcess
+def test_webhook_rbac_is_enough_for_self_provisioning_and_no_more(
+    installed: KubeApi, kubeconfig: Path, tmp_path: Path
 ) -> None:
-    secret = control_plane.get(f"/api/v1/namespaces/{NAMESPACE}/secrets/{TLS_SECRET}")
-    assert secret is not None, provisioned_webhook.log_tail()
-    assert secret["type"] == "kubernetes.io/tls"
-    ca_pem = base64.b64decode(secret["data"]["ca.crt"])
-
-    def bundles() -> list[bytes] | None:
-        config = control_plane.get(
-            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/kube-lxcfs-webhook"
-        )
-        assert config is not None
-        found = [
-            base64.b64decode(w["clientConfig"].get("caBundle", "")) for w in config["webhooks"]
-        ]
-        return found if all(found) else None
-
-    for bundle in wait_until(bundles, 30, "the caBundle to be filled in"):
-        assert bundle == ca_pem
-
-    # What the API server does when it calls the Service: verify the served certificate
-    # against caBundle for the name <svc>.<ns>.svc.
-    context = ssl.create_default_context(cadata=ca_pem.decode())
-    port = int(provisioned_webhook.url.rsplit(":", 1)[1].split("/")[0])
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname="kube-lxcfs-webhook.lxcfs.svc") as tls,
+    as_webhook = connect(str(_token_kubeconfig(kubeconfig, installed, tmp_path)))
+    provisioner = SelfProvisioner(
+        api=as_webhook,
+        namespace=NS,
+        secret_name="kube-lxcfs-webhook-tls",
+        webhook_config="kube-lxcfs-webhook",
+        service="kube-lxcfs-webhook",
+        cert_dir=tmp_path / "tls",
+    )
+    bundle, sync = provisioner.run_once()
+    assert sync == "updated"
+    assert ca_bundle_of(installed.get(MWC) or {}) == bundle.ca_cert
+    assert provisioner.run_once()[1] == "in sync"
+    # Everything else is forbidden to the webhook's identity.
+    installed.create(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "other", "namespace": NS}}
+    )
+    for method, path in (
+        ("GET", f"/api/v1/namespaces/{NS}/secrets/other"),
+        ("GET", f"/api/v1/namespaces/{NS}/secrets"),
+        ("GET", "/api/v1/namespaces/kube-system/secrets/anything"),
+        ("GET", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"),
+        ("DELETE", MWC),
+        ("GET", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/x"),
     ):
-        assert tls.version() in ("TLSv1.2", "TLSv1.3")
-
-    doctor = kube_lxcfs("doctor", "--kubeconfig", str(control_plane.kubeconfig))
-    failing = [line for line in doctor.stdout.splitlines() if line.startswith("FAIL")]
-    assert not any("caBundle" in line or "serving certificate" in line for line in failing), (
-        doctor.stdout
-    )
+        with pytest.raises(ApiError) as exc:
+            as_webhook.request(method, path)
+        assert exc.value.status == 403, (method, path)
 
 
-def test_webhook_service_account_has_only_what_it_needs(
-    control_plane: ControlPlane, provisioned_webhook: WebhookProcess, installed: str
-) -> None:
-    account = "system:serviceaccount:lxcfs:kube-lxcfs-webhook"
+def test_webhook_pod_passes_pod_security_restricted(installed: KubeApi, make_namespace) -> None:
+    restricted = make_namespace("restricted", {"pod-security.kubernetes.io/enforce": "restricted"})
 
-    def allowed(verb: str, resource: str, name: str = "", namespace: str = "", group: str = ""):
-        review = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
-            "spec": {
-                "user": account,
-                "groups": ["system:serviceaccounts", "system:serviceaccounts:lxcfs"],
-                "resourceAttributes": {
-                    "verb": verb,
-                    "resource": resource,
-                    "name": name,
-                    "namespace": namespace,
-                    "group": group,
-                },
-            },
+    def pod_from(kind: str) -> dict:
+        (obj,) = [o for o in render(resolve(namespace=NS)) if o["kind"] == kind]
+        template = obj["spec"]["template"]
+        spec = dict(template["spec"])
+        spec["serviceAccountName"] = "default"
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"{kind.lower()}-probe", "namespace": restricted},
+            "spec": spec,
         }
-        status, body = control_plane.request(
-            "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review
-        )
-        assert status == 201, body
-        return json.loads(body)["status"]["allowed"]
 
-    assert allowed("update", "secrets", TLS_SECRET, NAMESPACE)
-    assert allowed("patch", "mutatingwebhookconfigurations", "kube-lxcfs-webhook", "",
-                   "admissionregistration.k8s.io")  # fmt: skip
-    assert not allowed("get", "secrets", "some-other-secret", NAMESPACE)
-    assert not allowed("list", "secrets", "", NAMESPACE)
-    assert not allowed("get", "secrets", TLS_SECRET, "default")
-    assert not allowed("patch", "mutatingwebhookconfigurations", "someone-elses", "",
-                       "admissionregistration.k8s.io")  # fmt: skip
-    assert not allowed("create", "pods", "", NAMESPACE)
+    installed.create(pod_from("Deployment"), dry_run=True)
+    with pytest.raises(ApiError) as exc:
+        installed.create(pod_from("DaemonSet"), dry_run=True)
+    assert exc.value.status == 403
+    assert "violates PodSecurity" in exc.value.message
 
 
-@pytest.fixture(scope="module")
-def loopback_webhook(
-    installed: str, shipped_objects: list[dict], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[WebhookProcess, bytes]]:
-    """The Deployment's webhook arguments, but a certificate for 127.0.0.1 from a test CA
-    instead of self-provisioning (the API server can reach loopback only by URL)."""
-    workdir = tmp_path_factory.mktemp("loopback-webhook")
-    ca = CertificateAuthority(workdir / "pki", "kube-lxcfs-test-webhook-ca")
-    cert = webhook_serving_cert(ca)
-    args = deployment_args(
-        shipped_objects,
-        **{"--tls-cert": str(cert.cert), "--tls-key": str(cert.key), "--self-provision-secret": ""},
-    )
-    process = spawn_webhook(args, workdir, {"KUBE_LXCFS_WEBHOOK_NAMESPACE": NAMESPACE})
-    try:
-        yield process, ca.cert_pem
-    finally:
-        process.stop()
-
-
-def shipped_configuration_by_url(objects: list[dict], url: str, ca_pem: bytes) -> dict:
-    """The shipped MutatingWebhookConfiguration, each webhook reached at ``url`` instead."""
-    shipped = next(o for o in objects if o["kind"] == "MutatingWebhookConfiguration")
-    webhooks = copy.deepcopy(shipped["webhooks"])
-    for webhook in webhooks:
-        webhook["clientConfig"] = {"url": url, "caBundle": base64.b64encode(ca_pem).decode()}
-        webhook["failurePolicy"] = "Fail"  # a broken call must show, not be ignored
-    return webhooks
-
-
-def restricted_compliant(body: dict) -> dict:
-    """Make a pod pass Pod Security ``restricted`` on its own, so that only our volumes
-    could make it fail."""
-    body["spec"]["securityContext"] = {
-        "runAsNonRoot": True,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    for container in body["spec"]["initContainers"] + body["spec"]["containers"]:
-        container["securityContext"] = {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        }
-    return body
-
-
-@pytest.mark.parametrize(
-    ("namespace_labels", "pod_labels", "expect_injected"),
-    [
-        pytest.param({"lxcfs-admission-webhook": "enabled"}, {}, True, id="labelled"),
-        pytest.param({}, {}, False, id="unlabelled"),
-        pytest.param({}, {"kube-lxcfs.io/inject": "true"}, True, id="pod-opt-in"),
-        pytest.param(
-            {"lxcfs-admission-webhook": "enabled"},
-            {"kube-lxcfs.io/inject": "false"},
-            False,
-            id="pod-opt-out-label",
-        ),
-        pytest.param(
-            {
-                "lxcfs-admission-webhook": "enabled",
-                "pod-security.kubernetes.io/enforce": "baseline",
-            },
-            {},
-            False,
-            id="baseline-excluded",
-        ),
-        pytest.param(
-            {
-                "lxcfs-admission-webhook": "enabled",
-                "pod-security.kubernetes.io/enforce": "restricted",
-            },
-            {},
-            False,
-            id="restricted-excluded",
-        ),
-    ],
-)
-def test_shipped_configuration_selects_pods(  # noqa: PLR0917
-    control_plane: ControlPlane,
-    shipped_objects: list[dict],
-    loopback_webhook: tuple[WebhookProcess, bytes],
-    make_namespace,
-    namespace_labels: dict,
-    pod_labels: dict,
-    expect_injected: bool,
+def test_doctor_against_the_real_api_server(
+    installed: KubeApi, kubeconfig: Path, tmp_path: Path
 ) -> None:
-    process, ca_pem = loopback_webhook
-    webhooks = shipped_configuration_by_url(shipped_objects, process.url, ca_pem)
-    probe_ns = make_namespace("probe", {"lxcfs-admission-webhook": "enabled"})
-    ns = make_namespace("shipped", namespace_labels)
-    with registered(control_plane, f"kube-lxcfs-test-shipped-{uuid.uuid4().hex[:6]}", *webhooks):
-        wait_for_injection(control_plane, probe_ns)
-        body = restricted_compliant(pod("subject"))
-        body["metadata"]["labels"] = pod_labels
-        status, answer = create_pod(control_plane, ns, body)
-    assert status == 201, answer
-    stored = control_plane.get(f"/api/v1/namespaces/{ns}/pods/subject")
-    assert stored is not None
-    volumes = [v for v in stored["spec"].get("volumes", []) if "hostPath" in v]
-    if expect_injected:
-        assert {v["hostPath"]["path"] for v in volumes} >= {"/var/lib/lxcfs/proc/meminfo"}
-        assert stored["metadata"]["annotations"]["kube-lxcfs.io/status"] == "injected"
-    else:
-        assert volumes == []
-
-
-def test_install_namespace_is_never_injected(
-    control_plane: ControlPlane,
-    shipped_objects: list[dict],
-    loopback_webhook: tuple[WebhookProcess, bytes],
-    make_namespace,
-) -> None:
-    process, ca_pem = loopback_webhook
-    webhooks = shipped_configuration_by_url(shipped_objects, process.url, ca_pem)
-    # Even labelled for injection (and privileged, as installed), the install namespace is
-    # left out: the node agent must read the real /proc.
-    status, body = control_plane.request(
-        "PATCH",
-        f"/api/v1/namespaces/{NAMESPACE}",
-        {"metadata": {"labels": {"lxcfs-admission-webhook": "enabled"}}},
-    )
-    assert status == 200, body
-    probe_ns = make_namespace("probe", {"lxcfs-admission-webhook": "enabled"})
-    with registered(control_plane, "kube-lxcfs-test-shipped-own-ns", *webhooks):
-        wait_for_injection(control_plane, probe_ns)
-        status, answer = create_pod(control_plane, NAMESPACE, pod("own"), dry_run=True)
-    assert status == 201, answer
-    assert not [v for v in answer["spec"].get("volumes", []) if "hostPath" in v]
+    SelfProvisioner(
+        api=installed,
+        namespace=NS,
+        secret_name="kube-lxcfs-webhook-tls",
+        webhook_config="kube-lxcfs-webhook",
+        service="kube-lxcfs-webhook",
+        cert_dir=tmp_path / "tls",
+    ).run_once()
+    proc = _kl(kubeconfig, "doctor", "-n", NS)
+    out = proc.stdout
+    assert proc.returncode == 1, out  # no kubelet: nothing runs
+    assert "ok   api server: reachable, v1." in out
+    assert "ok   caBundle: 1 CA(s)" in out
+    assert "ok   serving certificate: expires" in out
+    assert "FAIL node agent: 0/0 nodes ready" in out
+    assert "FAIL webhook: 0/2 replicas ready" in out
+    assert "FAIL webhook reachable" in out
