@@ -8,6 +8,7 @@ sets and from the host's own files, never from the code under test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -440,3 +441,32 @@ def test_pidfile_is_written_and_removed(start_fs, tmp_path: Path) -> None:
     assert pidfile.read_text() == f"{fs.process.pid}\n"
     assert fs.stop() == 0
     assert not pidfile.exists()
+
+
+def test_concurrent_readers_in_different_cgroups_never_see_each_other(
+    kube_lxcfs_fs: RunningFs,
+) -> None:
+    """direct_io and per-open snapshots: readers in four cgroups reading at the same time
+    each get their own cgroup's MemTotal on every one of their reads."""
+    loop = (
+        "import os, sys\n"
+        "seen = set()\n"
+        "for _ in range(200):\n"
+        "    fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "    seen.add(os.read(fd, 64).split(b'\\n')[0].split()[1])\n"
+        "    os.close(fd)\n"
+        "print(b' '.join(sorted(seen)).decode())\n"
+    )
+    sizes = [64, 96, 128, 160]
+    path = str(kube_lxcfs_fs.path("proc/meminfo"))
+    with contextlib.ExitStack() as stack:
+        cgroups = [
+            stack.enter_context(create_cgroup(unique_name(), Limits(memory=size * MiB)))
+            for size in sizes
+        ]
+        readers = [
+            cg.popen([sys.executable, "-c", loop, path], stdout=subprocess.PIPE, text=True)
+            for cg in cgroups
+        ]
+        outputs = [reader.communicate(timeout=120)[0].split() for reader in readers]
+    assert outputs == [[str(size * 1024)] for size in sizes]

@@ -44,6 +44,8 @@ class FakeState:
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     absent_groups: set[str] = field(default_factory=set)
+    # Fixed answers for paths that are no objects (e.g. service proxy requests).
+    answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     versions: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -139,6 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         if path == "/version":
             return 200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-fake"}
+        if path in state.answers:
+            return state.answers[path]
         parts = path.split("/")
         if parts[1] == "apis" and parts[2] in state.absent_groups:
             return 404, _status(404, "NotFound", "the server could not find the requested resource")

@@ -228,3 +228,35 @@ def test_files_configured_by_env_var(tmp_path: Path) -> None:
             "/run/kl/proc/meminfo",
             "/run/kl/proc/uptime",
         ]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"POST /mutate HTTP/9.9\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /mutate HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"POST /mutate HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        b"POST /mutate HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        b"\x16\x03\x01\x00\x05hello\r\n\r\n",
+        b"DELETE /mutate HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    ],
+)
+def test_malformed_http_gets_4xx_and_server_stays_up(server: WebhookProcess, raw: bytes) -> None:
+    with raw_tls(server.port, server.client_context()) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    assert 400 <= status <= 505, answer[:200]  # 505: unknown HTTP version
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["message"]
+    assert server.health("/healthz")[0] == 200
+    server.connect().admit(load("bare-pod.json"))
+
+
+def test_ipv6_dual_stack_address(tmp_path: Path) -> None:
+    with running_webhook(tmp_path, {"KUBE_LXCFS_WEBHOOK_ADDRESS": "::"}) as server:
+        # 127.0.0.1 reaches a "::" listener through IPv4-mapped addresses.
+        server.connect().admit(load("bare-pod.json"))
+        assert server.health("/readyz")[0] == 200

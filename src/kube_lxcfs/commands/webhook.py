@@ -126,13 +126,13 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
     from kube_lxcfs.webhook.config import (
         DEFAULT_FILES as files,
     )
+    from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY as max_body
     from kube_lxcfs.webhook.config import (
         DEFAULT_MOUNT_DIR as mount_dir,
     )
     from kube_lxcfs.webhook.config import (
         DEFAULT_SKIP_POD_LABELS as skip_labels,
     )
-    from kube_lxcfs.webhook.server import DEFAULT_MAX_BODY as max_body
 
     tls = parser.add_argument_group("TLS and listeners")
     _add(
@@ -172,7 +172,7 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         default="0.0.0.0",
         metavar="IP",
         convert=str,
-        help="address both listeners bind to",
+        help="address both listeners bind to (:: for IPv6 and IPv4)",
     )
     _add(
         tls,

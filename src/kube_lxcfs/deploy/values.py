@@ -13,8 +13,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import yaml
-
 from kube_lxcfs import __version__
 
 NAME = "kube-lxcfs"
@@ -267,6 +265,8 @@ def resolve(
     values_files: list[str] | None = None,
 ) -> dict[str, Any]:
     """Defaults, then ``-f`` files, then ``--set``s, then the namespace; validated."""
+    import yaml
+
     values = defaults()
     for path in values_files or []:
         with open(path, encoding="utf-8") as f:

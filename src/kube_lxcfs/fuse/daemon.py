@@ -28,6 +28,7 @@ from typing import Any
 
 from kube_lxcfs.fuse.mounts import MountState, lazy_unmount, mount_at, mount_state
 from kube_lxcfs.fuse.operations import TreeOperations
+from kube_lxcfs.repair.hook import RestartHandling
 from kube_lxcfs.vfs import FsOptions, VirtualTree
 
 log = logging.getLogger(__name__)
@@ -158,9 +159,7 @@ def serve(
             foreground=True,
             nothreads=True,
             debug=debug,
-            fsname=FSNAME,
-            subtype=SUBTYPE,
-            **options,
+            **{"fsname": FSNAME, "subtype": SUBTYPE, **options},
         )
     except RuntimeError as exc:
         # libfuse's fuse_main returns 8 when its loop ended by a signal it handled
@@ -180,6 +179,8 @@ class Daemon:
     pidfile: Path | None = None
     debug: bool = False
     tree_factory: Callable[[FsOptions], VirtualTree] | None = None
+    restart: RestartHandling | None = None
+    """Repair of containers after start, detach on stop (kube_lxcfs.repair.hook)."""
     seccomp_socket: Path | None = None
     """Where to answer wrapped containers' sysinfo(2) (see kube_lxcfs.runtime)."""
 
@@ -187,6 +188,15 @@ class Daemon:
         """Serve until a signal; 0 after a clean unmount."""
         mountpoint = Path(os.path.abspath(self.mountpoint))
         options = mount_options(self.mount_options)
+        restart = self.restart
+        if restart is not None:
+            restart.before_serve()  # before any thread starts: they inherit its signal mask
+
+        def on_ready() -> None:
+            log.info("serving %s", mountpoint)
+            if restart is not None:
+                restart.on_ready()  # only starts threads: never holds the request loop
+
         with pidfile_lock(self.pidfile):
             prepare_mountpoint(mountpoint)
             tree = self._build_tree()
@@ -206,9 +216,11 @@ class Daemon:
                     mountpoint,
                     options,
                     debug=self.debug,
-                    on_ready=lambda: log.info("serving %s", mountpoint),
+                    on_ready=on_ready,
                 )
             finally:
+                if restart is not None:
+                    restart.after_serve()
                 if listener is not None:
                     listener.close()
                 close = getattr(tree, "close", None)

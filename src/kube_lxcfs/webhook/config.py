@@ -12,6 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 DEFAULT_MOUNT_DIR = "/var/lib/lxcfs"
+# The API server caps objects near 3 MiB; reviews carry two. (Here, not in server.py,
+# so that building the CLI parser does not import the TLS stack.)
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
 # Relative to the mount dir; a trailing "/" marks a directory.
 DEFAULT_FILES: tuple[str, ...] = (

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kube_lxcfs.webhook.config import InjectOptions
+from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY, InjectOptions
 from kube_lxcfs.webhook.metrics import WebhookMetrics
 from kube_lxcfs.webhook.review import BadReviewError, review
 from kube_lxcfs.webhook.tls import ReloadingContext
@@ -30,7 +30,6 @@ from kube_lxcfs.webhook.tls import ReloadingContext
 log = logging.getLogger("kube_lxcfs.webhook")
 
 MUTATE_PATH = "/mutate"
-DEFAULT_MAX_BODY = 8 * 1024 * 1024  # the API server caps objects near 3 MiB; reviews carry two
 
 
 @dataclass(frozen=True)
@@ -52,16 +51,32 @@ class ServerOptions:
     inject: InjectOptions = field(default_factory=InjectOptions)
 
 
-class _HttpsServer(ThreadingHTTPServer):
-    """Accepts plain TCP and does the TLS handshake in the connection's own thread."""
+class _DualStackServer(ThreadingHTTPServer):
+    """IPv4 for an IPv4 address; IPv6 (and IPv4-mapped, for ``::``) for an IPv6 one."""
 
     daemon_threads = True
     block_on_close = False
+
+    def __init__(self, owner: WebhookServer, address: tuple[str, int], handler: type) -> None:
+        self.owner = owner
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            with contextlib.suppress(OSError, AttributeError):
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+class _HttpsServer(_DualStackServer):
+    """Accepts plain TCP and does the TLS handshake in the connection's own thread."""
+
     request_queue_size = 128
 
     def __init__(self, owner: WebhookServer, address: tuple[str, int]) -> None:
-        self.owner = owner
-        super().__init__(address, _AdmissionHandler)
+        super().__init__(owner, address, _AdmissionHandler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         owner = self.owner
@@ -135,6 +150,11 @@ class _AdmissionHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._json(405, {"message": "POST AdmissionReviews to /mutate"})
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's errors (bad request line, huge headers) as JSON with a status line."""
+        self.close_connection = True
+        self._json(code, {"message": message or self.responses.get(code, ("error",))[0]})
 
     def _admit(self, owner: WebhookServer) -> int:
         length_header = self.headers.get("Content-Length")
@@ -219,13 +239,9 @@ class _HealthHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class _HealthServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
+class _HealthServer(_DualStackServer):
     def __init__(self, owner: WebhookServer, address: tuple[str, int]) -> None:
-        self.owner = owner
-        super().__init__(address, _HealthHandler)
+        super().__init__(owner, address, _HealthHandler)
 
 
 class WebhookServer:
