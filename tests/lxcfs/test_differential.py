@@ -71,11 +71,26 @@ def limited() -> TransientCgroup:
 
 
 def test_meminfo_agrees(kube_lxcfs_fs: RunningFs, lxcfs_fs: RunningFs, limited) -> None:
-    ours, theirs = _both(kube_lxcfs_fs, lxcfs_fs, ["proc/meminfo"], cgroup=limited)
-    a, b = meminfo_kb(ours["proc/meminfo"]), meminfo_kb(theirs["proc/meminfo"])
+    texts = read_files(
+        [
+            str(kube_lxcfs_fs.path("proc/meminfo")),
+            "/proc/meminfo",
+            str(lxcfs_fs.path("proc/meminfo")),
+        ],
+        cgroup=limited,
+    )
+    a = meminfo_kb(texts[str(kube_lxcfs_fs.path("proc/meminfo"))])
+    b = meminfo_kb(texts[str(lxcfs_fs.path("proc/meminfo"))])
+    host = meminfo_kb(texts["/proc/meminfo"])
     assert list(a) == list(b), "same keys in the same order"
     assert a["MemTotal"] == b["MemTotal"] == 262144
-    for key in ("MemFree", "Cached", "Active(anon)", "Inactive(anon)", "Active(file)"):
+    # MemFree = MemTotal - usage in both; ours is also capped at the host's MemFree (a
+    # container never has more free memory than the host), which lxcfs does not do
+    host_drift = 16 * 1024  # the host's free memory moves with everything else running
+    expected_free = min(b["MemFree"], host["MemFree"])
+    tolerance = DRIFT_KB if b["MemFree"] <= host["MemFree"] - host_drift else host_drift
+    assert abs(a["MemFree"] - expected_free) <= tolerance, (a["MemFree"], b["MemFree"], host)
+    for key in ("Cached", "Active(anon)", "Inactive(anon)", "Active(file)", "Inactive(file)"):
         assert abs(a[key] - b[key]) <= DRIFT_KB, key
     for key in ("SwapTotal", "SwapFree", "Buffers", "SwapCached", "Unevictable", "Shmem"):
         assert abs(a[key] - b[key]) <= DRIFT_KB, key
@@ -248,20 +263,25 @@ def test_mem_available_leaves_out_shmem(kube_lxcfs_fs: RunningFs, lxcfs_fs: Runn
     assert b["MemAvailable"] - a["MemAvailable"] >= 32 * 1024 - 2 * DRIFT_KB
 
 
-def test_diskstats_from_the_cgroup_not_the_host(
-    kube_lxcfs_fs: RunningFs, lxcfs_fs: RunningFs, limited
-) -> None:
-    """lxcfs reads only the CFQ blkio files, gone since Linux 5.0, so it serves the host's
-    file; we read the throttle files: a cgroup that did no block IO shows no IO."""
+def test_diskstats(kube_lxcfs_fs: RunningFs, lxcfs_fs: RunningFs, limited) -> None:
+    """lxcfs reads only the CFQ blkio files (gone since Linux 5.0), so it serves the host's
+    file.  We read the throttle/BFQ files where the kernel accounts IO in them (the
+    hierarchy root lists a device); where it does not, we serve the host's file too."""
     if Path("/sys/fs/cgroup/blkio/blkio.io_serviced_recursive").exists():
         pytest.skip("this kernel still has the CFQ blkio files lxcfs reads")
     ours, theirs = _both(kube_lxcfs_fs, lxcfs_fs, ["proc/diskstats"], cgroup=limited)
     host_devices = [line.split()[2] for line in Path("/proc/diskstats").read_text().splitlines()]
     assert [line.split()[2] for line in theirs["proc/diskstats"].splitlines()] == host_devices
-    for line in ours["proc/diskstats"].splitlines():
-        fields = line.split()
-        assert fields[2] in host_devices
-        assert int(fields[3]) == int(fields[7]) == 0, line  # reads and writes completed
+    accounted = any(
+        line.split()[0] != "Total"
+        for name in ("blkio.throttle.io_serviced_recursive", "blkio.bfq.io_serviced_recursive")
+        if (root := Path("/sys/fs/cgroup/blkio", name)).exists()
+        for line in root.read_text().splitlines()
+    )
+    if accounted:  # the difference: a fresh cgroup that did no block IO shows none
+        assert ours["proc/diskstats"] == ""
+    else:  # agreement: nothing per-cgroup to show on this kernel, both serve the host's
+        assert [line.split()[2] for line in ours["proc/diskstats"].splitlines()] == host_devices
 
 
 def test_first_read_at_an_offset(kube_lxcfs_fs: RunningFs, lxcfs_fs: RunningFs) -> None:
