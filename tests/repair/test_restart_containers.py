@@ -15,10 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from kube_lxcfs.repair import repair
-
 from .conftest import harness, needs_root, rootfs_builder
-from .helpers import LxcfsSource, wait_for
+from .helpers import KubeLxcfsSource, wait_for
 from .readers import loop_args, make_bare_rootfs, memtotal_kib, read_status
 
 containers_harness = harness()
@@ -75,8 +73,11 @@ def start_readers(runc, images, mount_dir: Path) -> list[Reader]:
     return readers
 
 
-def restart_round(source: LxcfsSource, readers: list[Reader]) -> float:
-    """kill -9, restart, repair; seconds from the new mount to every reader being right."""
+def restart_round(source: KubeLxcfsSource, readers: list[Reader]) -> float:
+    """kill -9 and restart; seconds from launching the new daemon to every reader being right.
+
+    Nothing but the daemon's own start-up repair brings the containers back.
+    """
     before = {r.pid: r.status() for r in readers}
     source.kill9()
     # every reader has hit the dead mount
@@ -84,16 +85,16 @@ def restart_round(source: LxcfsSource, readers: list[Reader]) -> float:
         lambda: all(r.status().errors > before[r.pid].errors for r in readers),
         what="readers see the dead mount",
     )
+    restarted = time.monotonic()  # the new daemon is launched: the 5 s start here
     source.start()
-    restarted = time.monotonic()
-    report = repair(str(source.mount_dir))
-    assert report.failed == [], [o.line() for o in report.failed]
     wait_for(
         lambda: all(r.reads_correctly() and r.status().ok > before[r.pid].ok for r in readers),
         timeout=RECOVERY_LIMIT,
         what="every container reads its MemTotal again",
     )
     recovered = time.monotonic() - restarted
+    wait_for(source.repaired, what="the daemon's repair summary")
+    assert "failed" not in source.log(), source.log()
     # no error after recovery: errors stay put while each reader reads 5 more times
     after = {r.pid: r.status() for r in readers}
     wait_for(
@@ -108,14 +109,50 @@ def restart_round(source: LxcfsSource, readers: list[Reader]) -> float:
 
 @pytest.mark.slow
 def test_kill_restart_20_rounds_every_container_recovers(
-    lxcfs: LxcfsSource, runc, rootfs_images
+    daemon: KubeLxcfsSource, runc, rootfs_images
 ) -> None:
-    readers = start_readers(runc, rootfs_images, lxcfs.mount_dir)
+    readers = start_readers(runc, rootfs_images, daemon.mount_dir)
     started = time.monotonic()
-    times = [restart_round(lxcfs, readers) for _ in range(ROUNDS)]
+    times = [restart_round(daemon, readers) for _ in range(ROUNDS)]
     total = time.monotonic() - started
     print(
         f"\n{ROUNDS} kill/restart rounds with {len(readers)} containers: {total:.1f}s total, "
         f"recovery max {max(times):.2f}s, mean {sum(times) / len(times):.2f}s"
     )
     assert max(times) < RECOVERY_LIMIT
+
+
+def test_on_stop_detach_containers_read_the_host_proc_while_down(
+    tmp_path: Path, runc, rootfs_images
+) -> None:
+    daemon = KubeLxcfsSource(tmp_path / "kube-lxcfs", "--on-stop=detach")
+    try:
+        daemon.start()
+        readers = start_readers(runc, rootfs_images, daemon.mount_dir)
+        host_kib = int(Path("/proc/meminfo").read_text().split()[1])
+        assert daemon.stop() == 0
+        before = {r.pid: r.status() for r in readers}
+        # down: every container reads the real /proc (the host's MemTotal), no error
+        wait_for(
+            lambda: all(memtotal_kib(r.status()) == host_kib for r in readers),
+            what="containers read the host's /proc",
+        )
+        down = {r.pid: r.status() for r in readers}
+        wait_for(
+            lambda: all(r.status().ok >= down[r.pid].ok + 5 for r in readers),
+            what="more reads while down",
+        )
+        for r in readers:
+            assert r.status().errors == before[r.pid].errors
+        daemon.start()
+        wait_for(
+            lambda: all(r.reads_correctly() for r in readers),
+            timeout=RECOVERY_LIMIT,
+            what="containers read their own MemTotal again",
+        )
+        wait_for(daemon.repaired, what="the daemon's repair summary")
+        assert "reattached" in daemon.log()
+        for r in readers:
+            assert r.status().errors == before[r.pid].errors
+    finally:
+        daemon.close()
