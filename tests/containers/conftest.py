@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from rootfs import FULL, TINY, build_seconds, ensure_rootfs
-from runc_harness import Runc, leftover_cgroups
+from runc_harness import Runc
 from virtual_fs import DEFAULT_IMPLEMENTATION, running_filesystem
 
 
@@ -88,11 +88,10 @@ def fs_mount_dir(fs_implementation: str) -> Iterator[Path]:
 @pytest.fixture
 def runc() -> Iterator[Runc]:
     """runc with private state; every container is force-deleted, and no cgroup may leak."""
-    before = set(leftover_cgroups())
     runner = Runc()
     try:
         yield runner
     finally:
         runner.cleanup()
-    leaked = set(leftover_cgroups()) - before
+    leaked = runner.leaked_cgroups()
     assert not leaked, f"cgroups left behind: {sorted(map(str, leaked))}"
