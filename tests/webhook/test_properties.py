@@ -170,3 +170,24 @@ def test_patch_properties(pod: dict[str, Any], inject_init: bool) -> None:
 
     again = review(wrap(patched), opts)
     assert decode_patch(again.response) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(pod=pods(), inject_init=st.booleans())
+def test_encoded_patch_is_the_patch(pod: dict[str, Any], inject_init: bool) -> None:
+    """The patch assembled from pre-encoded fragments decodes to the operations."""
+    import json
+
+    from kube_lxcfs.webhook.mutation import plan_mutation
+
+    mutation = plan_mutation(pod, make_options(files=FILES, inject_init_containers=inject_init))
+    assert json.loads(mutation.patch_json) == mutation.patch
+
+
+def test_json_string_escapes_what_it_must() -> None:
+    import json
+
+    from kube_lxcfs.webhook.mutation import _json_string
+
+    for text in ["/spec/volumes/-", 'a"b', "a\\b", "é", "tab\there", "/x~1y"]:
+        assert json.loads(_json_string(text)) == text
