@@ -470,3 +470,56 @@ def test_concurrent_readers_in_different_cgroups_never_see_each_other(
         ]
         outputs = [reader.communicate(timeout=120)[0].split() for reader in readers]
     assert outputs == [[str(size * 1024)] for size in sizes]
+
+
+def test_loadavg_per_cgroup_by_default_and_host_with_disable_loadavg(start_fs) -> None:
+    """The 4th field counts tasks: the cgroup's few by default, the host's many when off."""
+    default = start_fs("kube-lxcfs")
+    host_mode = start_fs("kube-lxcfs", "--disable-loadavg")
+    with create_cgroup(unique_name(), Limits(memory=64 * MiB)) as cg:
+        ours = _read(default, "proc/loadavg", cgroup=cg)["proc/loadavg"]
+        texts = read_files([str(host_mode.path("proc/loadavg")), "/proc/loadavg"], cgroup=cg)
+    served, host = texts[str(host_mode.path("proc/loadavg"))], texts["/proc/loadavg"]
+    running, total = map(int, ours.split()[3].split("/"))
+    assert 1 <= total <= 5 and running <= total, ours  # the reader (and its threads)
+    host_total = int(host.split()[3].split("/")[1])
+    assert host_total > 20, host
+    # the host's task count moves with everything else running on the machine
+    assert abs(int(served.split()[3].split("/")[1]) - host_total) <= 50, (served, host)
+
+
+def test_mount_options_reach_the_mount(start_fs) -> None:
+    fs = start_fs("kube-lxcfs", "-o", "noexec", "-o", "nonempty")
+    mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
+    line = next(line for line in mountinfo if f" {fs.mountpoint} " in line)
+    mount_flags = line.split()[5].split(",")
+    assert "noexec" in mount_flags and "ro" in mount_flags
+    assert "allow_other" in line.split(" - ")[1].split()[2].split(",")
+    assert "nonempty" in fs.log()  # dropped (libfuse3 refuses it), and said so
+
+
+def test_a_loop_that_ends_without_a_signal_is_a_failure(tmp_path: Path) -> None:
+    """libfuse3 ends its loop at INIT when max_read disagrees with the kernel's: that must
+    be exit 1 with the reason, not the exit 0 of a requested stop."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    mountpoint = tmp_path / "mnt"
+    done = subprocess.run(
+        [sys.executable, "-m", "kube_lxcfs", "fs", "-o", "max_read=65536", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "without a stop signal" in done.stderr.splitlines()[-1]
+    assert mount_at(mountpoint) is None
+
+
+def test_debug_logs_every_request(start_fs) -> None:
+    fs = start_fs("kube-lxcfs", "--debug")
+    assert fs.path("proc/uptime").read_text()
+    assert fs.stop() == 0
+    log = fs.log()
+    assert "opcode: READ" in log
+    assert "DEBUG" in log
