@@ -59,6 +59,12 @@ def _apply_one(api: KubeApi, obj: dict[str, Any], *, dry_run: bool) -> str:
         before = api.get(path)
         after = api.apply(obj, dry_run=dry_run)
     except ApiError as exc:
+        namespace = obj["metadata"].get("namespace")
+        if dry_run and exc.status == 404 and f'namespaces "{namespace}" not found' in exc.message:
+            # A dry run stores nothing, not even the namespace it would create first.
+            return (
+                f"created (server dry run; not validated: namespace {namespace} does not exist yet)"
+            )
         hint = _missing_api_hint(obj) if exc.status == 404 else ""
         raise InstallError(f"{describe(obj)}: {exc}{hint}") from None
     suffix = " (server dry run)" if dry_run else ""
