@@ -484,7 +484,8 @@ def test_loadavg_per_cgroup_by_default_and_host_with_disable_loadavg(start_fs) -
     assert 1 <= total <= 5 and running <= total, ours  # the reader (and its threads)
     host_total = int(host.split()[3].split("/")[1])
     assert host_total > 20, host
-    assert abs(int(served.split()[3].split("/")[1]) - host_total) <= 10, (served, host)
+    # the host's task count moves with everything else running on the machine
+    assert abs(int(served.split()[3].split("/")[1]) - host_total) <= 50, (served, host)
 
 
 def test_mount_options_reach_the_mount(start_fs) -> None:
