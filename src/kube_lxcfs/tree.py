@@ -32,8 +32,8 @@ from kube_lxcfs.vfs import FsOptions, Node
 from kube_lxcfs.views.cpuinfo import render_cpuinfo
 from kube_lxcfs.views.cpus import visible_cpus
 from kube_lxcfs.views.diskstats import render_diskstats
-from kube_lxcfs.views.loadavg import render_loadavg
-from kube_lxcfs.views.meminfo import memory_figures, render_meminfo
+from kube_lxcfs.views.loadavg import FIXED_1, Loads, render_loadavg
+from kube_lxcfs.views.meminfo import HOST_KEYS, memory_figures, render_meminfo
 from kube_lxcfs.views.pressure import render_pressure
 from kube_lxcfs.views.stat import render_stat
 from kube_lxcfs.views.swaps import render_swaps
@@ -155,6 +155,8 @@ class ProcTree:
     def read(self, path: str, pid: int) -> bytes:
         """The content of ``path`` for process ``pid``; the host's on any fault."""
         render = self._proc.get(path)
+        if render is None and (not path.startswith(CPU_DIR + "/") or "/.." in path):
+            return b""  # not a served file: never read anything outside the mirror
         try:
             if render is not None:
                 return render(pid)
@@ -283,6 +285,47 @@ class ProcTree:
 
         return render
 
+    # --- sysinfo(2) (for the seccomp listener of kube_lxcfs.runtime) ----------------------
+
+    def sysinfo(self, pid: int) -> SysinfoValues:
+        """What sysinfo(2) must tell ``pid``: the same figures as its meminfo and loadavg.
+
+        Raises on faults (the listener then lets the call through to the host).
+        """
+        host_text = self._host_text("meminfo")
+        mem = self._memory(pid)
+        if mem is None:
+            kb = parse_meminfo_kb(host_text, HOST_KEYS | {"Shmem", "Buffers"})
+            if not self.options.swap:
+                kb["SwapTotal"] = kb["SwapFree"] = 0
+        else:
+            kb = memory_figures(
+                parse_meminfo_kb(host_text, HOST_KEYS), mem, self.options.swap
+            ).lines
+        uptime = float(self._uptime(pid).split()[0])
+        loads = self._loads(pid)
+        return SysinfoValues(
+            uptime=int(uptime),
+            loads=(loads.avg1, loads.avg5, loads.avg15),
+            totalram=kb["MemTotal"] * 1024,
+            freeram=kb["MemFree"] * 1024,
+            sharedram=kb.get("Shmem", 0) * 1024,
+            bufferram=kb.get("Buffers", 0) * 1024,
+            totalswap=kb.get("SwapTotal", 0) * 1024,
+            freeswap=kb.get("SwapFree", 0) * 1024,
+            procs=loads.total,
+        )
+
+    def _loads(self, pid: int) -> Loads:
+        if self.options.loadavg:
+            h, cg = self.cgroups.locate(self._entries(pid), "cpu")
+            if cg != "/":
+                return self.sampler.observe(h.directory(cg), self.clock(), pid)
+        fields = self._host_text("loadavg").split()
+        running, _, total = fields[3].partition("/")
+        a1, a5, a15 = (round(float(v) * FIXED_1) for v in fields[:3])
+        return Loads(a1, a5, a15, int(running), int(total), int(fields[4]))
+
     # --- /sys/devices/system/cpu --------------------------------------------------------
 
     def _sys_node(self, path: str) -> Node | None:
@@ -315,37 +358,6 @@ class ProcTree:
                 return f.read()
         except OSError:
             return b""  # sysfs files that fail on the host read as empty (as in lxcfs)
-
-    # --- sysinfo(2) -----------------------------------------------------------------
-
-    def sysinfo(self, pid: int) -> SysinfoValues:
-        """What sysinfo(2) must tell ``pid``: the figures of its virtual meminfo,
-        uptime and loadavg, so that programs mixing the two agree."""
-        host = parse_meminfo_kb(self._host_text("meminfo"))
-        mem = self._memory(pid)
-        if mem is None:
-            lines = dict(host)
-            if not self.options.swap:
-                lines["SwapTotal"] = lines["SwapFree"] = 0
-        else:
-            lines = memory_figures(host, mem, self.options.swap).lines
-            lines.setdefault("Shmem", 0)
-        kib = lambda key: lines.get(key, 0) * 1024  # noqa: E731
-        uptime = float(self._uptime(pid).split()[0])
-        avg = self._loadavg(pid).split()
-        fixed = lambda text: int(float(text) * 2048 + 0.5)  # noqa: E731
-        running_total = avg[3].split(b"/")
-        return SysinfoValues(
-            uptime=int(uptime),
-            loads=(fixed(avg[0]), fixed(avg[1]), fixed(avg[2])),
-            totalram=kib("MemTotal"),
-            freeram=kib("MemFree"),
-            sharedram=kib("Shmem"),
-            bufferram=kib("Buffers"),
-            totalswap=kib("SwapTotal"),
-            freeswap=kib("SwapFree"),
-            procs=int(running_total[1]) if len(running_total) == 2 else 0,
-        )
 
 
 def build_tree(options: FsOptions) -> ProcTree:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,55 @@ def test_start_and_close_are_prompt(host: FakeHost) -> None:
     tree.start()
     tree.close()
     tree.close()
+
+
+def test_init_of_a_process_that_joined_with_setns(host: FakeHost) -> None:
+    # 202 entered namespace 7 with setns: its parent (1) is outside, so the init is
+    # found by scanning /proc for the namespace's pid 1 (200, in /ctr)
+    host.process(202, "/ctr/sub", ns="pid:[7]", nspid=(202, 9), ppid=1)
+    init = build_tree(host.options(cgroup_of="init"))
+    assert init.read("/sys/devices/system/cpu/online", 202) == b"2-3\n"
+    assert init.processes.namespace_init(202) == 200
+
+
+def test_init_cache_is_revalidated(host: FakeHost) -> None:
+    tree = build_tree(host.options())
+    assert tree.processes.namespace_init(201) == 200
+    # the init exits and its pid is reused by an unrelated process in another namespace
+    shutil.rmtree(host.proc / "200")
+    host.process(200, "/", start_ticks=999999)
+    host.process(210, "/ctr", ns="pid:[7]", nspid=(210, 1), ppid=1)
+    assert tree.processes.namespace_init(201) == 210
+
+
+def test_sysinfo_matches_meminfo_and_loadavg(host: FakeHost) -> None:
+    tree = build_tree(host.options())
+    info = tree.sysinfo(100)
+    m = mem(tree, 100)
+    assert info.totalram == m["MemTotal"] * 1024 == 256 << 20
+    assert info.freeram == m["MemFree"] * 1024
+    assert (info.totalswap, info.freeswap) == (64 << 20, 63 << 20)
+    assert info.uptime == 1000  # host namespace: the host's uptime
+    assert info.loads == (0, 0, 0)  # a new cgroup's loadavg starts at zero
+    root = tree.sysinfo(101)
+    assert root.totalram == parse_meminfo_kb((host.proc / "meminfo").read_text())["MemTotal"] * 1024
+    assert root.loads == (1024, 819, 614)  # host loadavg 0.50 0.40 0.30 in fixed point
+    assert root.procs == 100
+
+
+def test_unserved_paths_read_nothing(host: FakeHost) -> None:
+    tree = build_tree(host.options())
+    (host.sys / "secret").write_text("no\n")
+    assert tree.read("/sys/secret", 100) == b""
+    assert tree.read("/sys/devices/system/cpu/../../../secret", 100) == b""
+    assert tree.read("/proc/version", 100) == b""
+
+
+def test_v2_controller_not_enabled_in_subtree_uses_nearest_ancestor(host: FakeHost) -> None:
+    # /ctr/sub/leaf has no memory files: memory is not enabled below /ctr/sub
+    host.cgroup_files("/ctr/sub/leaf", {"cpu.stat": "usage_usec 0\nuser_usec 0\nsystem_usec 0\n"})
+    h = Hierarchy(2, frozenset({"memory"}), str(host.cgroup))
+    snap = V2.memory(h, "/ctr/sub/leaf")
+    assert snap.cgroup == "/ctr/sub"
+    assert snap.limit == 512 << 20
+    assert V2.io(h, "/ctr/sub/leaf") is None  # no io.stat up to the root: the host's

@@ -260,8 +260,22 @@ class V2Backend:
                 limits.append(parse_v2_max(text, name))
         return _min_limit(limits)
 
+    @staticmethod
+    def _nearest_with(h: Hierarchy, cgroup: str, name: str) -> str:
+        """The cgroup itself, or the nearest ancestor with file ``name``.
+
+        Where a controller is not enabled for a subtree, its processes are charged
+        to the nearest ancestor where it is, so that ancestor's figures are theirs.
+        """
+        _require_dir(h, cgroup)
+        for cg in ancestors(cgroup):
+            if os.path.exists(h.directory(cg) + "/" + name):
+                return cg
+        return "/"
+
     def memory(self, h: Hierarchy, cgroup: str) -> MemorySnapshot:
-        d = _require_dir(h, cgroup)
+        cgroup = self._nearest_with(h, cgroup, "memory.stat")
+        d = h.directory(cgroup)
         stat_values = parse_flat_keyed(read_text(d + "/memory.stat"), "memory.stat")
         stat = memory_stat_from(stat_values, V2_STAT_KEYS)
         current = _read_optional(d + "/memory.current")
@@ -308,9 +322,11 @@ class V2Backend:
             raise ParseError("cpu.stat", str(values), "no user_usec/system_usec") from exc
 
     def io(self, h: Hierarchy, cgroup: str) -> IoSnapshot | None:
-        d = _require_dir(h, cgroup)
-        text = _read_optional(d + "/io.stat")
-        return None if text is None else IoSnapshot(cgroup, parse_io_stat(text))
+        cgroup = self._nearest_with(h, cgroup, "io.stat")
+        if cgroup == "/":
+            return None  # the root's IO is the host's: its diskstats are right
+        text = read_text(h.directory(cgroup) + "/io.stat")
+        return IoSnapshot(cgroup, parse_io_stat(text))
 
     def pressure(self, h: Hierarchy, cgroup: str, resource: str) -> str | None:
         d = _require_dir(h, cgroup)

@@ -1,0 +1,110 @@
+"""Find a running kube-lxcfs filesystem, or start a private one for the duration of a command."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from kube_lxcfs.sandbox.mounts import MNT_DETACH, mountinfo_entry, umount
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MOUNT_DIR = Path("/var/lib/lxcfs")
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+
+
+class DaemonError(RuntimeError):
+    """No usable filesystem: the message says what was tried."""
+
+
+def mount_kind(mount_dir: Path) -> str | None:
+    """``"kube-lxcfs"``, ``"lxcfs"`` or ``None`` for whatever is mounted at ``mount_dir``.
+
+    Only a FUSE mount counts, and only if it answers: a dead daemon leaves its mount behind
+    and every access fails with ENOTCONN.
+    """
+    entry = mountinfo_entry(mount_dir)
+    if entry is None or not entry[0].startswith("fuse"):
+        return None
+    fstype, source = entry
+    try:
+        os.stat(mount_dir / "proc" / "meminfo")
+    except OSError:
+        return None
+    if "kube-lxcfs" in fstype or "kube-lxcfs" in source or "kube_lxcfs" in source:
+        return "kube-lxcfs"
+    if "lxcfs" in fstype or "lxcfs" in source:
+        return "lxcfs"
+    return None
+
+
+@contextlib.contextmanager
+def private_daemon(command: list[str] | None = None) -> Iterator[Path]:
+    """Run ``kube-lxcfs fs`` on a fresh temporary directory; yield the mount directory.
+
+    Call it from a private mount namespace (see :func:`~kube_lxcfs.sandbox.mounts.
+    unshare_mount_namespace`): the mount is then invisible to the host and vanishes with the
+    namespace even if everything is killed.  On exit the daemon gets SIGTERM (SIGKILL after
+    a deadline) and any leftover mount is detached.
+    """
+    mount_dir = Path(tempfile.mkdtemp(prefix="kube-lxcfs-run-"))
+    argv = [*(command or [sys.executable, "-m", "kube_lxcfs", "fs"]), str(mount_dir)]
+    log.debug("starting private filesystem: %s", " ".join(argv))
+    with tempfile.TemporaryFile(prefix="kube-lxcfs-run-fs-") as log_file:
+        daemon = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C meant for the command must not stop the daemon
+        )
+        try:
+            _wait_until_mounted(daemon, mount_dir, log_file)
+            yield mount_dir
+        finally:
+            _stop(daemon, mount_dir)
+            with contextlib.suppress(OSError):
+                mount_dir.rmdir()
+
+
+def _wait_until_mounted(daemon: subprocess.Popen[bytes], mount_dir: Path, log_file) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    delay = 0.005
+    while mount_kind(mount_dir) is None:
+        if daemon.poll() is not None:
+            log_file.seek(0)
+            output = log_file.read().decode(errors="replace").strip().splitlines()
+            detail = output[-1] if output else "no output"
+            raise DaemonError(
+                f"the private kube-lxcfs fs exited with code {daemon.returncode}: {detail}"
+            )
+        if time.monotonic() > deadline:
+            raise DaemonError(f"the private kube-lxcfs fs did not mount {mount_dir} in time")
+        time.sleep(delay)  # polling a condition with a deadline
+        delay = min(delay * 2, 0.1)
+
+
+def _stop(daemon: subprocess.Popen[bytes], mount_dir: Path) -> None:
+    if daemon.poll() is None:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("private filesystem did not stop on SIGTERM; killing it")
+            daemon.kill()
+            daemon.wait()
+    while mountinfo_entry(mount_dir) is not None:
+        try:
+            umount(mount_dir, MNT_DETACH)
+        except OSError as exc:
+            log.warning("cannot unmount %s: %s", mount_dir, exc)
+            break

@@ -1,0 +1,92 @@
+"""Fixtures of the container tier: cached root filesystems, runc, and a virtual filesystem.
+
+Every test here is real: runc containers with cgroup limits, the filesystem mounted with
+FUSE and bound into the containers as the webhook does it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from rootfs import FULL, TINY, build_seconds, ensure_rootfs
+from runc_harness import Runc, leftover_cgroups
+from virtual_fs import DEFAULT_IMPLEMENTATION, running_filesystem
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of this directory is a root-only container test."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.containers)
+            item.add_marker(pytest.mark.root)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _needs_root_and_runc() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the container tests need root (cgroups, mounts, runc)")
+    if shutil.which("runc") is None or shutil.which("mmdebstrap") is None:
+        pytest.fail(
+            "the container tests need runc and mmdebstrap (bash scripts/bootstrap.sh --test)"
+        )
+
+
+def _rootfs(spec, request: pytest.FixtureRequest) -> Path:
+    started = time.monotonic()
+    path = ensure_rootfs(spec)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    message = (
+        f"rootfs {spec.name}: {path.name}, built in {build_seconds(path):.0f}s, "
+        f"ready after {time.monotonic() - started:.1f}s"
+    )
+    if reporter is not None:
+        reporter.write_line(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def full_rootfs(request: pytest.FixtureRequest) -> Path:
+    """Debian minbase with procps, python3, psutil, busybox, nodejs, htop (cached)."""
+    return _rootfs(FULL, request)
+
+
+@pytest.fixture(scope="session")
+def tiny_rootfs(request: pytest.FixtureRequest) -> Path:
+    """Only Debian's static busybox (cached)."""
+    return _rootfs(TINY, request)
+
+
+@pytest.fixture(scope="session")
+def fs_implementation() -> str:
+    """Which filesystem serves the container tests: ``kube-lxcfs`` or the ``lxcfs`` oracle."""
+    return DEFAULT_IMPLEMENTATION
+
+
+@pytest.fixture(scope="session")
+def fs_mount_dir(fs_implementation: str) -> Iterator[Path]:
+    """The mount directory of a running virtual filesystem, for the whole session."""
+    with running_filesystem(fs_implementation) as mount_dir:
+        yield mount_dir
+
+
+@pytest.fixture
+def runc() -> Iterator[Runc]:
+    """runc with private state; every container is force-deleted, and no cgroup may leak."""
+    before = set(leftover_cgroups())
+    runner = Runc()
+    try:
+        yield runner
+    finally:
+        runner.cleanup()
+    leaked = set(leftover_cgroups()) - before
+    assert not leaked, f"cgroups left behind: {sorted(map(str, leaked))}"
