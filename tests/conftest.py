@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 
@@ -19,8 +21,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 
 # --- running filesystems (shared by every tier that reads through a mount) ---
-
-import pytest  # noqa: E402
 
 from support.fsdaemons import (  # noqa: E402
     RunningFs,
@@ -83,3 +83,19 @@ def lxcfs_fs(tmp_path_factory: pytest.TempPathFactory):
     fs = start_lxcfs(tmp_path_factory.mktemp("lxcfs") / "mnt", "-l", "--enable-cfs")
     yield fs
     fs.stop()
+
+
+@pytest.fixture(scope="session")
+def helm_binary() -> Path:
+    """A real ``helm`` built from its pinned Go module (tests/cluster/go/helm), cached.
+
+    Skips only when there is no Go toolchain; a failed build fails the test.
+    """
+    from cluster.binaries import BuildError, GoMissingError, find_or_build_one
+
+    try:
+        return find_or_build_one("helm")
+    except GoMissingError as exc:
+        pytest.skip(str(exc))
+    except BuildError as exc:
+        pytest.fail(str(exc), pytrace=False)

@@ -19,10 +19,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-KEY_TYPES = ("ecdsa-p256", "rsa2048")
-DEFAULT_KEY_TYPE = "ecdsa-p256"
-DEFAULT_CA_DAYS = 3650
-DEFAULT_DAYS = 365
+from kube_lxcfs.deploy.certdefaults import (
+    DEFAULT_CA_DAYS,
+    DEFAULT_DAYS,
+    DEFAULT_KEY_TYPE,
+    KEY_TYPES,
+)
+
+__all__ = ["DEFAULT_CA_DAYS", "DEFAULT_DAYS", "DEFAULT_KEY_TYPE", "KEY_TYPES", "CertBundle"]
 # Issue certificates as valid from a little in the past: nodes' clocks drift.
 _BACKDATE = dt.timedelta(minutes=5)
 

@@ -33,10 +33,20 @@ signal.pause()
 
 
 def run_leftovers() -> list[Path]:
-    """Cgroups of ``kube-lxcfs run`` that still exist."""
-    return sorted(CGROUP_ROOT.glob("*/kube-lxcfs-run-*")) + sorted(
+    """Cgroups of ``kube-lxcfs run`` processes that have exited (leaks, not runs in progress).
+
+    Other runs, e.g. of other checkouts' tests, may be going on at the same time: a cgroup of
+    a live runner is theirs, not a leak.
+    """
+    found = sorted(CGROUP_ROOT.glob("*/kube-lxcfs-run-*")) + sorted(
         CGROUP_ROOT.glob("kube-lxcfs-run-*")
     )
+    return [path for path in found if not _runner_alive(path)]
+
+
+def _runner_alive(cgroup: Path) -> bool:
+    pid = cgroup.name.removeprefix("kube-lxcfs-run-").split("-", 1)[0]
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
 @pytest.fixture(autouse=True)
@@ -314,3 +324,55 @@ def test_private_filesystem_is_gone_after_a_killed_command() -> None:
     assert proc.returncode == 137, proc.stderr
     assert "kube-lxcfs-run-" not in Path("/proc/self/mountinfo").read_text()
     assert set(Path(tempfile.gettempdir()).glob("kube-lxcfs-run-*")) == leftovers
+
+
+def _wait_gone(pid: int, deadline_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return True
+        if "\nState:\tZ" in status:
+            return True
+        time.sleep(0.02)  # polling a condition with a deadline
+    return False
+
+
+def test_a_killed_runner_takes_command_and_daemon_along_and_is_swept_later() -> None:
+    script = "echo $$ $(grep :memory: /proc/self/cgroup); exec sleep 300"
+    runner = subprocess.Popen(
+        kube_lxcfs_run(["--memory", "64Mi"], ["sh", "-c", script], None),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid_text, cgroup_text = read_line(runner.stdout).split()
+        command_pid = int(pid_text)
+        daemons = [
+            int(p.name)
+            for p in Path("/proc").iterdir()
+            if p.name.isdigit() and _parent_of(int(p.name)) == runner.pid
+        ]
+        runner.kill()
+        runner.wait(timeout=20)
+    finally:
+        runner.kill()
+        runner.wait()
+    assert _wait_gone(command_pid), "the command outlived its killed runner"
+    assert daemons, "no private filesystem daemon was found"
+    for daemon in daemons:
+        assert _wait_gone(daemon), "the private filesystem outlived its killed runner"
+    cgroup = _memory_cgroup(cgroup_text)
+    assert cgroup.exists()  # nobody could remove it: the runner was SIGKILLed
+    proc = run_cli([], ["true"], None)
+    assert proc.returncode == 0, proc.stderr
+    assert not cgroup.exists(), "the next kube-lxcfs run did not sweep the stale cgroup"
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])

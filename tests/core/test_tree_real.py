@@ -163,3 +163,44 @@ def test_vanished_reader_gets_host_content(tree: ProcTree) -> None:
     with open("/proc/meminfo", "rb") as f:
         host_total = parse_meminfo_kb(f.read().decode())["MemTotal"]
     assert meminfo(tree, proc.pid)["MemTotal"] == host_total
+
+
+def test_loadavg_counts_a_busy_process(tree: ProcTree) -> None:
+    with create_cgroup(unique_name("kube-lxcfs-test-core"), Limits()) as cg:
+        busy = cg.popen(["sh", "-c", "while :; do :; done"])
+        first = tree.read("/proc/loadavg", busy.pid)
+        assert first == f"0.00 0.00 0.00 0/1 {busy.pid}\n".encode()
+        now = time.monotonic()
+        for step in range(1, 13):  # one simulated minute of 5-second steps
+            tree.sampler.tick(now + 5 * step + 10)
+        a1, _, _, tasks, _ = tree.read("/proc/loadavg", busy.pid).split()
+        running, total = (int(v) for v in tasks.split(b"/"))
+        assert total >= 1
+        assert running >= 1  # a busy loop is always runnable
+        assert float(a1) > 0.5  # 1 - exp(-1) = 0.63 after a minute at load 1
+
+
+def test_host_pid_1_reads_the_hosts_uptime(tree: ProcTree) -> None:
+    # On some kernels even root may not read /proc/1/ns/pid; pid 1 is still ours.
+    assert tree.processes.namespace_init(1) == 1
+    with open("/proc/uptime") as f:
+        host_age = float(f.read().split()[0])
+    age = float(tree.read("/proc/uptime", 1).split()[0])
+    assert host_age <= age < host_age + 5
+
+
+def test_diskstats_is_never_emptier_than_the_kernel_allows(tree: ProcTree) -> None:
+    with create_cgroup(unique_name("kube-lxcfs-test-core"), Limits()) as cg:
+        proc = cg.popen(["sleep", "300"])
+        ours = tree.read("/proc/diskstats", proc.pid).decode()
+        _, io_cgroup = tree.cgroups.locate(tree.processes.cgroups(proc.pid), "blkio")
+        snapshot = tree.cgroups.io(tree.processes.cgroups(proc.pid))
+        with open("/proc/diskstats") as f:
+            host_devices = [line.split()[2] for line in f]
+        if snapshot is None:
+            # no per-cgroup IO source on this kernel: the host's file, like lxcfs
+            assert [line.split()[2] for line in ours.splitlines()] == host_devices
+        else:
+            # a fresh cgroup did no IO: no device lines
+            assert io_cgroup != "/"
+            assert ours == ""

@@ -19,12 +19,13 @@ BIG_SIZE = 300_000
 
 
 class CounterTree:
-    """``/proc/{counter,big,broken}``, ``/sys/link`` → ``../proc/counter``."""
+    """``/proc/{counter,big,broken,meminfo}``, ``/sys/link`` → ``../proc/counter``."""
 
     def __init__(self) -> None:
         self.renders = 0
         self.started = False
         self.closed = False
+        self.meminfo: bytes | None = None
 
     def start(self) -> None:
         self.started = True
@@ -40,14 +41,23 @@ class CounterTree:
             "/proc/counter": Node("file", 0o444),
             "/proc/big": Node("file", 0o444),
             "/proc/broken": Node("file", 0o444),
+            "/proc/meminfo": Node("file", 0o444),
             "/sys/link": Node("symlink", 0o777, target="../proc/counter"),
         }.get(path)
 
     def listdir(self, path: str) -> list[str]:
-        return {"/": ["proc", "sys"], "/proc": ["counter", "big", "broken"], "/sys": ["link"]}[path]
+        return {
+            "/": ["proc", "sys"],
+            "/proc": ["counter", "big", "broken", "meminfo"],
+            "/sys": ["link"],
+        }[path]
 
     def read(self, path: str, pid: int) -> bytes:
         self.renders += 1
+        if path == "/proc/meminfo":  # the host's text, read once: the binding's cost alone
+            if self.meminfo is None:
+                self.meminfo = Path("/proc/meminfo").read_bytes()
+            return self.meminfo
         if path == "/proc/broken":
             raise ValueError("a tree that breaks its promise")
         head = f"pid={pid} render={self.renders}\n".encode()

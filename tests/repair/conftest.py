@@ -4,14 +4,35 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from .helpers import Holder, LxcfsSource
+from .helpers import Holder, KubeLxcfsSource, LxcfsSource
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+CONTAINERS_DIR = Path(__file__).resolve().parents[1] / "containers"
+
+
+def harness() -> ModuleType:
+    """The runc harness of tests/containers (imported the way its own conftest does)."""
+    if str(CONTAINERS_DIR) not in sys.path:
+        sys.path.insert(0, str(CONTAINERS_DIR))
+    import runc_harness
+
+    return runc_harness
+
+
+def rootfs_builder() -> ModuleType:
+    """The cached root filesystems of tests/containers."""
+    harness()
+    import rootfs
+
+    return rootfs
 
 
 @pytest.fixture
@@ -30,6 +51,17 @@ def lxcfs(tmp_path: Path) -> Iterator[LxcfsSource]:
 def shared_lxcfs(tmp_path: Path) -> Iterator[LxcfsSource]:
     """lxcfs under a shared mount, so its remounts propagate into slave namespaces."""
     source = LxcfsSource(tmp_path / "lxcfs-shared", shared=True)
+    try:
+        source.start()
+        yield source
+    finally:
+        source.close()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[KubeLxcfsSource]:
+    """Our daemon, started; the test may kill and restart it."""
+    source = KubeLxcfsSource(tmp_path / "kube-lxcfs")
     try:
         source.start()
         yield source

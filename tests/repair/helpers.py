@@ -15,6 +15,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -141,6 +142,97 @@ class LxcfsSource:
         if self.shared:
             with contextlib.suppress(OSError):
                 syscalls.umount2(str(self.base))
+
+
+class KubeLxcfsSource:
+    """Our daemon (``python -m kube_lxcfs fs``) with a unique fsname and its own state dir.
+
+    It detaches a dead mount itself at start, then repairs containers in the
+    background: tests only kill and start it.
+    """
+
+    def __init__(self, base: Path, *args: str, fsname: str | None = None) -> None:
+        self.base = base
+        self.mount_dir = base / "mnt"
+        self.state_dir = base / "state"
+        self.fsname = fsname or f"kube-lxcfs-test-{uuid.uuid4().hex[:8]}"
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.generation = 0
+
+    @property
+    def dev(self) -> tuple[int, int] | None:
+        found = mount_source_at(str(self.mount_dir))
+        return found[1] if found and found[0] == self.fsname else None
+
+    @property
+    def log_path(self) -> Path:
+        return self.base / f"daemon-{self.generation}.log"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self, *extra: str) -> None:
+        self.generation += 1
+        self.base.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "kube_lxcfs", "fs", "-o", f"fsname={self.fsname}"]
+        argv += ["--state-dir", str(self.state_dir), *self.args, *extra, str(self.mount_dir)]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_for(self._answers, timeout=20, what=f"kube-lxcfs fs on {self.mount_dir}")
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+        if self.dev is None:
+            return False
+        try:
+            return "proc" in os.listdir(self.mount_dir)  # READDIR always reaches the daemon
+        except OSError:
+            return False
+
+    def repaired(self) -> bool:
+        """Whether the current daemon logged the end of its start-up repair pass."""
+        return "kube_lxcfs.repair: repair:" in self.log()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM and wait; the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        return code
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        for _ in range(5):
+            found = mount_source_at(str(self.mount_dir))
+            if not found or found[0] != self.fsname:
+                break
+            with contextlib.suppress(OSError):
+                syscalls.umount2(str(self.mount_dir))
 
 
 class Holder:

@@ -30,8 +30,11 @@ from pathlib import Path
 from kube_lxcfs.fuse.mounts import lazy_unmount, mount_at
 
 LXCFS_BINARY = "/usr/bin/lxcfs"
-READY_TIMEOUT = 20.0
-STOP_TIMEOUT = 15.0
+# Emulated machines (the cgroup v2 VM tier) start Python daemons far slower: they stretch
+# every deadline by KUBE_LXCFS_TEST_SLOWDOWN (a factor, default 1).
+SLOWDOWN = float(os.environ.get("KUBE_LXCFS_TEST_SLOWDOWN", "1"))
+READY_TIMEOUT = 20.0 * SLOWDOWN
+STOP_TIMEOUT = 15.0 * SLOWDOWN
 
 
 class DaemonFailed(AssertionError):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kube_lxcfs.cgroups.parse import CpuTimes, IoCounters, parse_cpuacct_usage_all
 from kube_lxcfs.cgroups.snapshot import CpuUsage, IoSnapshot
@@ -180,3 +184,45 @@ def test_pressure_own_or_host() -> None:
     )
     assert render_pressure(host, own) == own.encode()
     assert render_pressure(host, None) == host.encode()
+
+
+@given(
+    cpuset=st.one_of(st.none(), st.frozensets(st.integers(0, 7), max_size=8)),
+    quota=st.one_of(st.none(), st.floats(0.01, 16.0)),
+    view=st.sampled_from(["quota", "cpuset"]),
+)
+def test_visible_cpus_invariants(cpuset, quota, view) -> None:
+    online = frozenset(range(8))
+    visible = visible_cpus(cpuset, quota, online, view)
+    assert visible
+    assert list(visible) == sorted(set(visible))
+    if cpuset:
+        assert set(visible) <= cpuset
+    if view == "quota" and quota is not None:
+        assert len(visible) <= max(1, math.ceil(quota))
+
+
+@given(
+    user=st.integers(0, 10**13),
+    system=st.integers(0, 10**13),
+    cpus=st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True),
+    uptime=st.floats(0, 10**6),
+)
+def test_stat_v2_lines_add_up(user: int, system: int, cpus: list[int], uptime: float) -> None:
+    visible = tuple(sorted(cpus))
+    out = render_stat(HOST_STAT_4, visible, CpuUsage(user, system), clk_tck=100, uptime=uptime)
+    lines = [line.split() for line in out.decode().splitlines() if line.startswith("cpu")]
+    assert [line[0] for line in lines] == ["cpu"] + [f"cpu{c}" for c in visible]
+    per_cpu = [[int(v) for v in line[1:]] for line in lines[1:]]
+    assert [int(v) for v in lines[0][1:]] == [sum(col) for col in zip(*per_cpu, strict=True)]
+    assert sum(v[0] for v in per_cpu) == int(user * 100 / 1e9)
+    assert sum(v[2] for v in per_cpu) == int(system * 100 / 1e9)
+    for values in per_cpu:
+        assert values[3] == max(0, int(uptime * 100) - values[0] - values[2])
+
+
+HOST_STAT_4 = (
+    "cpu  4 0 4 4 0 0 0 0 0 0\n"
+    + "".join(f"cpu{i} 1 0 1 1 0 0 0 0 0 0\n" for i in range(4))
+    + "intr 1\nctxt 2\n"
+)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from kube_lxcfs.cgroups.parse import parse_flat_keyed, parse_meminfo_kb
 from kube_lxcfs.cgroups.reader import V1_STAT_KEYS, memory_stat_from
 from kube_lxcfs.cgroups.snapshot import MemorySnapshot, MemoryStat
@@ -158,3 +161,44 @@ def test_v2_slab_and_mapped_and_zswap() -> None:
 def test_root_cgroup_is_host_file() -> None:
     host = capture_body("host2.proc-meminfo.txt")
     assert render_meminfo(host, None) == host.encode()
+
+
+_bytes = st.integers(min_value=0, max_value=1 << 45)
+
+
+_maybe = st.one_of(st.none(), _bytes)
+
+
+@given(
+    memory=st.tuples(_maybe, _bytes),
+    lru=st.tuples(_bytes, _bytes, _bytes, _bytes, _bytes),
+    swap=st.tuples(_maybe, _maybe, st.one_of(st.none(), st.integers(0, 100))),
+)
+def test_meminfo_invariants(
+    memory: tuple[int | None, int],
+    lru: tuple[int, int, int, int, int],
+    swap: tuple[int | None, int | None, int | None],
+) -> None:
+    host = capture_body("host-swap.proc-meminfo.txt")
+    host_v = parse_meminfo_kb(host)
+    stat = MemoryStat(
+        active_file=lru[0], inactive_file=lru[1], active_anon=lru[2], inactive_anon=lru[3],
+        shmem=lru[4],
+    )  # fmt: skip
+    mem = MemorySnapshot("/c", memory[0], memory[1], stat, *swap)
+    out = render_meminfo(host, mem).decode()
+    v = parse_meminfo_kb(out)
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        line.split(":")[0] for line in host.splitlines()
+    ]
+    assert 1 <= v["MemTotal"] <= host_v["MemTotal"]
+    assert 0 <= v["MemFree"] <= min(v["MemTotal"], host_v["MemFree"])
+    assert v["MemFree"] <= v["MemAvailable"] <= v["MemTotal"]
+    assert 0 <= v["SwapFree"] <= v["SwapTotal"] <= host_v["SwapTotal"]
+    assert v["AnonPages"] >= 0
+    swaps = render_swaps(host, "", mem).decode().splitlines()
+    if v["SwapTotal"]:
+        size, used = (int(x) for x in swaps[1].split()[2:4])
+        assert (size, size - used) == (v["SwapTotal"], v["SwapFree"])
+    else:
+        assert len(swaps) == 1

@@ -109,3 +109,26 @@ def test_bind_source_inside_finds_the_propagated_mount_dir() -> None:
     assert bind_source_inside(mounts, live(), meminfo) == "/var/lib/lxcfs/proc/meminfo"
     without = [m for m in mounts if m.mount_id != 308]
     assert bind_source_inside(without, live(), meminfo) is None
+
+
+def test_known_generations_decide_which_stale_mounts_are_ours() -> None:
+    mounts = parse_mountinfo(CONTAINER)
+    assert [m.mount_id for m in probe_targets(mounts, live(), host=False, known_devs=set())] == []
+    known = {(0, 43)}
+    assert [m.mount_id for m in probe_targets(mounts, live(), host=False, known_devs=known)] == [
+        302,
+        306,
+    ]
+    findings = classify(mounts, live(), {}, host=False, known_devs={(0, 99)})
+    foreign = {f.entry.mount_id: f.reason for f in findings if f.state is State.FOREIGN}
+    assert foreign == {
+        302: "a connection this mount directory never had",
+        306: "a connection this mount directory never had",
+    }
+
+
+def test_another_daemons_mount_point_in_our_namespace_is_never_ours() -> None:
+    host = parse_mountinfo(HOST + "48 27 0:44 / /var/lib/other rw - fuse.lxcfs kube-lxcfs rw\n")
+    findings = classify(host, live(), {}, host=True)
+    assert [(f.entry.mount_id, f.state) for f in findings] == [(48, State.FOREIGN)]
+    assert probe_targets(host, live(), host=True) == []

@@ -281,3 +281,16 @@ def test_v2_controller_not_enabled_in_subtree_uses_nearest_ancestor(host: FakeHo
     assert snap.cgroup == "/ctr/sub"
     assert snap.limit == 512 << 20
     assert V2.io(h, "/ctr/sub/leaf") is None  # no io.stat up to the root: the host's
+
+
+def test_swap_files_unread_when_the_host_has_no_swap(host: FakeHost) -> None:
+    meminfo = (host.proc / "meminfo").read_text()
+    host.write_proc(
+        "meminfo", meminfo.replace("SwapTotal:        262112 kB", "SwapTotal:             0 kB")
+    )
+    # a malformed swap file would fall back to the host if it were read
+    host.cgroup_files("/test", {"memory.swap.max": "garbage\n"})
+    tree = build_tree(host.options())
+    m = mem(tree, 100)
+    assert m["MemTotal"] == 262144
+    assert m["SwapTotal"] == 0

@@ -83,7 +83,9 @@ def test_cpu_usage_percpu_fallback_counts_once(tmp_path: Path) -> None:
 
 def test_io_from_throttle_files_when_cfq_is_gone(tmp_path: Path) -> None:
     write_tree(tmp_path, cgroup_files("lxcfs503-researchfull"))
-    blkio = tmp_path / "sys/fs/cgroup/blkio/research-full"
+    root = tmp_path / "sys/fs/cgroup/blkio"
+    (root / "blkio.throttle.io_serviced_recursive").write_text("254:0 Read 30\nTotal 30\n")
+    blkio = root / "research-full"
     (blkio / "blkio.throttle.io_serviced_recursive").write_text(
         "254:0 Read 3\n254:0 Write 5\n254:0 Discard 1\n254:0 Total 9\nTotal 9\n"
     )
@@ -94,7 +96,9 @@ def test_io_from_throttle_files_when_cfq_is_gone(tmp_path: Path) -> None:
     assert io.devices == {(254, 0): IoCounters(12288, 20480, 3, 5, 4096, 1)}
 
 
-def test_io_captured_totals_only(tmp_path: Path) -> None:
+def test_io_source_that_accounts_nothing_is_no_source(tmp_path: Path) -> None:
+    # The capture host (Linux 6.18, no throttle rules): every blkio file says only
+    # "Total 0", the root's too, although the workload did direct IO.
+    write_tree(tmp_path, cgroup_files("lxcfs503-rootcg"))
     write_tree(tmp_path, cgroup_files("lxcfs503-researchfull"))
-    # the capture's throttle files hold only "Total 0": no device did IO
-    assert V1.io(v1(tmp_path, "blkio"), "/research-full").devices == {}
+    assert V1.io(v1(tmp_path, "blkio"), "/research-full") is None

@@ -26,6 +26,8 @@ SHARED_SUITES: tuple[str, ...] = ()
 GUEST_FILES = sorted(
     [str(p.relative_to(REPO)) for p in GUEST_DIR.glob("test_*.py")] + list(SHARED_SUITES)
 )
+# What the guest needs of the project: the package, the tests and the pytest configuration.
+GUEST_SHIP = ("src", "tests", "pyproject.toml")
 TIER_TIMEOUT = 1200.0  # seconds for the guest run, on top of the boot deadline
 
 pytestmark = [
@@ -97,6 +99,7 @@ def v2_tier(
         timeout=TIER_TIMEOUT,
         results_dir=results,
         on_output=_progress(request),
+        ship=GUEST_SHIP,
     )
     run = TierRun(result, image.build_seconds, image_seconds)
     junit = results / "junit.xml"

@@ -91,15 +91,17 @@ def kernel_release() -> str:
 
 
 def guest_python_requirements() -> list[str]:
-    """The product's dependencies plus the test runner, installed into the guest by pip."""
+    """The product's own dependencies (no extras: the filesystem daemon needs none of them)
+    plus the test runner, installed into the guest by pip."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    product = list(project["dependencies"])
     test_lines = (REPO / "deps" / "pip" / "base.txt").read_text().splitlines()
     test_reqs = [
         line.split("#")[0].strip()
         for line in test_lines
         if line.split("#")[0].strip() and not line.strip().startswith("ruff")
     ]
-    return sorted({*project["dependencies"], *test_reqs})
+    return sorted({*product, *test_reqs})
 
 
 def apt_sources() -> list[str]:
@@ -222,7 +224,17 @@ def build_rootfs(rootfs: Path, log: Log) -> None:
         *apt_sources(),
     ]
     log("mmdebstrap " + " ".join(DEBIAN_PACKAGES))
-    _run(cmd, stdin=subprocess.DEVNULL)
+    for attempt in (1, 2):
+        done = subprocess.run(
+            cmd, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True
+        )
+        if done.returncode == 0:
+            break
+        # A dpkg step in the chroot has been seen to fail once and pass on a rerun.
+        log(f"mmdebstrap failed (attempt {attempt}):\n{done.stderr[-3000:]}")
+        shutil.rmtree(rootfs, ignore_errors=True)
+    else:
+        raise RuntimeError("mmdebstrap failed twice; see the log above")
     requirements = guest_python_requirements()
     log("pip install into the guest: " + " ".join(requirements))
     _run(
@@ -234,6 +246,7 @@ def build_rootfs(rootfs: Path, log: Log) -> None:
             "--quiet",
             "--disable-pip-version-check",
             "--no-compile",
+            "--no-cache-dir",
             "--only-binary=:all:",
             "--target",
             str(rootfs / GUEST_SITE_PACKAGES),
@@ -250,28 +263,25 @@ def build_rootfs(rootfs: Path, log: Log) -> None:
 
 
 def build_disk(rootfs: Path, target: Path) -> None:
-    """An ext4 disk image filled from the directory (no loop mount needed)."""
-    used = int(
+    """An ext4 disk image filled from the directory (no loop mount needed).
+
+    Room is left for the tests' swap file; inodes are sized from the file count, since
+    Python packages are many small files.
+    """
+    used_mb = int(
         subprocess.run(
             ["du", "-sm", str(rootfs)], check=True, capture_output=True, text=True
         ).stdout.split()[0]
     )
+    files = sum(len(dirs) + len(names) for _, dirs, names in os.walk(rootfs))
     with target.open("wb") as disk:
-        disk.truncate((used * 12 // 10 + 384) * 1024 * 1024)
+        disk.truncate((used_mb * 13 // 10 + 384) * 1024 * 1024)
     _run(
         [
-            "mkfs.ext4",
-            "-q",
-            "-F",
-            "-L",
-            "klx-v2",
-            "-E",
-            "root_owner=0:0",
-            "-d",
-            str(rootfs),
-            str(target),
+            "mkfs.ext4", "-q", "-F", "-L", "klx-v2", "-N", str(files * 2 + 16384),
+            "-E", "root_owner=0:0", "-d", str(rootfs), str(target),
         ]
-    )
+    )  # fmt: skip
 
 
 def _image_at(directory: Path, release: str, build_seconds: float | None) -> VmImage:
@@ -303,6 +313,7 @@ def build_image(*, force: bool = False, log: Log = _stderr_log) -> VmImage:
         if (final / BUILT_MARKER).exists() and not force:
             log(f"image {final} (cached)")
             return _image_at(final, release, None)
+        _prune_other_images(keep=final)
         started = time.monotonic()
         work = CACHE_ROOT / f".build-{key}-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
@@ -325,18 +336,15 @@ def build_image(*, force: bool = False, log: Log = _stderr_log) -> VmImage:
             out.rename(final)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        _prune_old_images(keep=final)
         log(f"built image {final} in {seconds:.1f} s")
         return _image_at(final, release, seconds)
 
 
-def _prune_old_images(keep: Path) -> None:
-    """Keep the cache from growing: only the newest few images stay."""
-    images = sorted(
-        (p for p in CACHE_ROOT.iterdir() if p.is_dir() and (p / BUILT_MARKER).exists()),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for old in images[3:]:
-        if old != keep:
-            shutil.rmtree(old, ignore_errors=True)
+def _prune_other_images(keep: Path) -> None:
+    """Disk space is scarce: an image for other inputs goes before a new one is built.
+
+    A VM still running from a removed image keeps its open files; only the cache entry goes.
+    """
+    for entry in CACHE_ROOT.iterdir():
+        if entry != keep and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)

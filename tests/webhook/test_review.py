@@ -404,3 +404,11 @@ def test_internal_error_allows_with_warning(monkeypatch: pytest.MonkeyPatch) -> 
         "allowed": True,
         "warnings": [review_mod.INTERNAL_ERROR_WARNING],
     }
+
+
+def test_windows_pods_are_skipped() -> None:
+    doc = load("bare-pod.json")
+    doc["request"]["object"]["spec"]["os"] = {"name": "windows"}
+    assert run(doc)[0].reason == "windows"
+    doc["request"]["object"]["spec"]["os"] = {"name": "linux"}
+    assert run(doc)[0].outcome == "injected"

@@ -44,10 +44,14 @@ class ProcessResolver:
 
     def cgroups(self, pid: int) -> tuple[CgroupEntry, ...]:
         """The parsed /proc/<pid>/cgroup."""
+        return parse_proc_cgroup(self.cgroup_text(pid))
+
+    def cgroup_text(self, pid: int) -> str:
+        """The raw /proc/<pid>/cgroup (a cache key: equal text, equal cgroups)."""
         text = self._read(pid, "cgroup")
         if not text:
             raise CgroupUnavailable(f"process {pid} has exited")
-        return parse_proc_cgroup(text)
+        return text
 
     def pid_namespace(self, pid: int) -> str:
         """The identity of the pid namespace of ``pid`` (the ``ns/pid`` link text)."""
@@ -72,7 +76,14 @@ class ProcessResolver:
 
     def namespace_init(self, pid: int) -> int:
         """The pid (in our view) of the init of ``pid``'s pid namespace; 1 for our own."""
-        ns = self.pid_namespace(pid)
+        try:
+            ns = self.pid_namespace(pid)
+        except PermissionError:
+            # Some kernels/LSMs deny the ns link even to root; a process in our own
+            # namespace still shows it by having as many NSpid levels as we do.
+            if self._nspid_depth(pid) == self._nspid_depth("self"):
+                return 1
+            raise
         if ns == self.host_namespace:
             return 1
         with self._lock:
@@ -89,6 +100,9 @@ class ProcessResolver:
         with self._lock:
             self._inits[ns] = (init, started)
         return init
+
+    def _nspid_depth(self, pid: int | str) -> int:
+        return len(parse_pid_status(read_text(f"{self.proc_root}/{pid}/status")).nspid)
 
     def _find_init(self, pid: int, ns: str) -> int:
         current = pid

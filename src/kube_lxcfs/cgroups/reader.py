@@ -8,8 +8,11 @@ Ancestor walks (minimum limits, effective cpuset) happen here.
 
 from __future__ import annotations
 
-import math
+import logging
 import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from kube_lxcfs.cgroups.errors import CgroupUnavailable, ParseError
@@ -38,6 +41,41 @@ from kube_lxcfs.cgroups.snapshot import (
     MemorySnapshot,
     MemoryStat,
 )
+
+log = logging.getLogger(__name__)
+
+FAULT_STALL_ENV = "KUBE_LXCFS_FAULT_STALL"
+"""Fault injection for tests and benchmarks: ``SUBSTRING=MS`` makes every cgroup
+lookup of a cgroup whose path contains SUBSTRING sleep MS milliseconds, as if its
+files were slow to read (a cgroup under heavy memory pressure).  Read once, when
+the daemon builds its tree; unset in production."""
+
+
+@dataclass(frozen=True, slots=True)
+class StallFault:
+    """An injected delay for the cgroups whose path contains ``substring``."""
+
+    substring: str
+    seconds: float
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> StallFault | None:
+        """The fault ``KUBE_LXCFS_FAULT_STALL`` asks for; ``None`` if unset or malformed."""
+        text = environ.get(FAULT_STALL_ENV, "")
+        if not text:
+            return None
+        substring, sep, millis = text.rpartition("=")
+        try:
+            seconds = float(millis) / 1000
+        except ValueError:
+            seconds = -1.0
+        if not sep or not substring or seconds < 0:
+            log.error(
+                "ignoring %s=%r: expected CGROUP_SUBSTRING=MILLISECONDS", FAULT_STALL_ENV, text
+            )
+            return None
+        log.warning("fault injection: cgroups matching %r stall %.0f ms", substring, seconds * 1000)
+        return cls(substring, seconds)
 
 
 def read_text(path: str) -> str:
@@ -122,7 +160,7 @@ def memory_stat_from(values: dict[str, int], keys: dict[str, str]) -> MemoryStat
 class Backend(Protocol):
     """What one cgroup version can answer; paths are cgroup paths inside ``h``."""
 
-    def memory(self, h: Hierarchy, cgroup: str) -> MemorySnapshot: ...
+    def memory(self, h: Hierarchy, cgroup: str, swap: bool = True) -> MemorySnapshot: ...
 
     def cpuset(self, h: Hierarchy, cgroup: str) -> frozenset[int] | None: ...
 
@@ -156,7 +194,7 @@ class V1Backend:
                 limits.append(parse_v1_limit(text, name))
         return _min_limit(limits)
 
-    def memory(self, h: Hierarchy, cgroup: str) -> MemorySnapshot:
+    def memory(self, h: Hierarchy, cgroup: str, swap: bool = True) -> MemorySnapshot:
         d = h.directory(cgroup)  # every v1 memory cgroup has these files: no isdir needed
         usage = parse_int(read_text(d + "/memory.usage_in_bytes"), "memory.usage_in_bytes")
         stat = memory_stat_from(
@@ -165,7 +203,7 @@ class V1Backend:
         limit = self._hier_min(h, cgroup, "memory.limit_in_bytes")
         swap_limit: int | None = None
         swap_usage: int | None = None
-        memsw_usage = _read_optional(d + "/memory.memsw.usage_in_bytes")
+        memsw_usage = _read_optional(d + "/memory.memsw.usage_in_bytes") if swap else None
         if memsw_usage is not None:
             swap_usage = max(0, parse_int(memsw_usage, "memory.memsw.usage_in_bytes") - usage)
             memsw_limit = self._hier_min(h, cgroup, "memory.memsw.limit_in_bytes")
@@ -221,12 +259,18 @@ class V1Backend:
 
     def io(self, h: Hierarchy, cgroup: str) -> IoSnapshot | None:
         d = _require_dir(h, cgroup)
-        # CFQ's files went with CFQ (Linux 5.0); the throttle files stay on every kernel
-        # and count all IO that passes the throttle layer; BFQ's exist with BFQ.
+        # CFQ's files went with CFQ (Linux 5.0).  The throttle and BFQ files exist on
+        # current kernels but count only IO that passes through throttling rules or the
+        # BFQ scheduler: a source counts only if the hierarchy root lists a device in it
+        # (otherwise this kernel accounts nothing there and the host's file is right).
         for prefix in ("blkio.", "blkio.throttle.", "blkio.bfq."):
             serviced = _read_optional(f"{d}/{prefix}io_serviced_recursive")
             service_bytes = _read_optional(f"{d}/{prefix}io_service_bytes_recursive")
             if serviced is None or service_bytes is None:
+                continue
+            name = prefix + "io_serviced_recursive"
+            root = serviced if cgroup == "/" else _read_optional(f"{h.mount_point}/{name}")
+            if not root or not parse_blkio_recursive(root, name):
                 continue
             ops = parse_blkio_recursive(serviced, prefix + "io_serviced_recursive")
             nbytes = parse_blkio_recursive(service_bytes, prefix + "io_service_bytes_recursive")
@@ -273,7 +317,7 @@ class V2Backend:
                 return cg
         return "/"
 
-    def memory(self, h: Hierarchy, cgroup: str) -> MemorySnapshot:
+    def memory(self, h: Hierarchy, cgroup: str, swap: bool = True) -> MemorySnapshot:
         cgroup = self._nearest_with(h, cgroup, "memory.stat")
         d = h.directory(cgroup)
         stat_values = parse_flat_keyed(read_text(d + "/memory.stat"), "memory.stat")
@@ -287,9 +331,11 @@ class V2Backend:
         else:
             raise CgroupUnavailable(f"{d}/memory.current is missing")
         limit = self._hier_min(h, cgroup, "memory.max")
-        swap_current = _read_optional(d + "/memory.swap.current")
+        swap_current = _read_optional(d + "/memory.swap.current") if swap else None
         swap_usage = None if swap_current is None else parse_int(swap_current)
-        swap_limit = self._hier_min(h, cgroup, "memory.swap.max")
+        swap_limit = (
+            self._hier_min(h, cgroup, "memory.swap.max") if swap_usage is not None else None
+        )
         return MemorySnapshot(cgroup, limit, usage, stat, swap_limit, swap_usage, None)
 
     def cpuset(self, h: Hierarchy, cgroup: str) -> frozenset[int] | None:
@@ -348,25 +394,38 @@ class CgroupReader:
     its namespace init) and picks the hierarchy and back-end per controller.
     """
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, stall: StallFault | None = None) -> None:
         self.layout = layout
+        self.stall = stall
 
     def locate(self, entries: tuple[CgroupEntry, ...], controller: str) -> tuple[Hierarchy, str]:
         """The hierarchy and cgroup path answering ``controller`` for these entries."""
         h = self.layout.hierarchy(controller)
         if h is None:
             raise CgroupUnavailable(f"no {controller} hierarchy is mounted")
-        return h, cgroup_of(entries, h)
+        cgroup = cgroup_of(entries, h)
+        if self.stall is not None:
+            self._stall(cgroup)
+        return h, cgroup
+
+    def _stall(self, cgroup: str) -> None:
+        assert self.stall is not None
+        if self.stall.substring in cgroup:
+            time.sleep(self.stall.seconds)
 
     @staticmethod
     def backend(h: Hierarchy) -> Backend:
         """The back-end for a hierarchy's version."""
         return V2 if h.version == 2 else V1
 
-    def memory(self, entries: tuple[CgroupEntry, ...]) -> MemorySnapshot:
-        """Memory limit, usage, stat and swap of the memory cgroup."""
+    def memory(self, entries: tuple[CgroupEntry, ...], swap: bool = True) -> MemorySnapshot:
+        """Memory limit, usage, stat and swap of the memory cgroup.
+
+        ``swap=False`` skips the swap files (swap off by option, or a host without
+        swap): the snapshot then says "no swap accounting".
+        """
         h, cg = self.locate(entries, "memory")
-        return self.backend(h).memory(h, cg)
+        return self.backend(h).memory(h, cg, swap)
 
     def cpu(self, entries: tuple[CgroupEntry, ...]) -> CpuSnapshot:
         """Effective cpuset and CFS quota (minimum over ancestors)."""
@@ -404,6 +463,8 @@ class CgroupReader:
         cg = cgroup_of(entries, h)
         if cg == "/":
             return None
+        if self.stall is not None:
+            self._stall(cg)
         return self.backend(h).pressure(h, cg, resource)
 
     def tasks(self, h: Hierarchy, cgroup: str, depth: int = 3) -> list[int]:
@@ -426,8 +487,3 @@ class CgroupReader:
             return
         for child in children:
             self._collect(child, depth - 1, pids)
-
-
-def quota_cpus(quota: float | None) -> int | None:
-    """Whole CPUs a quota allows: ceil(quota/period), at least 1."""
-    return None if quota is None else max(1, math.ceil(quota - 1e-9))

@@ -19,7 +19,12 @@ DESCRIPTION = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``certs`` subcommand."""
-    from kube_lxcfs.certs import DEFAULT_CA_DAYS, DEFAULT_DAYS, DEFAULT_KEY_TYPE, KEY_TYPES
+    from kube_lxcfs.deploy.certdefaults import (
+        DEFAULT_CA_DAYS,
+        DEFAULT_DAYS,
+        DEFAULT_KEY_TYPE,
+        KEY_TYPES,
+    )
 
     parser = subparsers.add_parser("certs", help=HELP, description=DESCRIPTION)
     parser.add_argument("--namespace", default="lxcfs", help="namespace of the webhook Service")

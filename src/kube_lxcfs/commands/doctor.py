@@ -3,18 +3,62 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "Check a node or a cluster and say what is wrong and how to fix it."
+DESCRIPTION = (
+    "Without --node: check the cluster through the Kubernetes API — API server reachable, node "
+    "agent and webhook ready, the webhook configuration's caBundle valid, the serving "
+    "certificate issued for the Service, signed by that CA and not expiring, the webhook "
+    "reachable from the API server, and which namespaces are labelled (and which of them Pod "
+    "Security excludes). With --node: check this machine — FUSE available, cgroup layout, the "
+    "filesystem mounted and alive at --mount-dir, and every injected file answering. Exit code "
+    "1 when a check fails."
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``doctor`` subcommand."""
-    parser = subparsers.add_parser("doctor", help=HELP, description=HELP)
+    from kube_lxcfs.deploy.cluster_options import add_cluster_options
+    from kube_lxcfs.deploy.values import DEFAULT_FILES, DEFAULT_NAMESPACE
+
+    parser = subparsers.add_parser("doctor", help=HELP, description=DESCRIPTION)
+    parser.add_argument("--node", action="store_true", help="check this node instead")
+    parser.add_argument(
+        "--mount-dir",
+        default="/var/lib/lxcfs",
+        help="where the filesystem is mounted (--node; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--files",
+        default=",".join(DEFAULT_FILES),
+        metavar="LIST",
+        help="comma-separated files under --mount-dir that must answer (--node)",
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        help="install namespace (default: %(default)s)",
+    )
+    add_cluster_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not implemented yet: say so instead of pretending."""
-    print("kube-lxcfs doctor: not implemented yet", file=sys.stderr)
-    return 1
+    """Run the checks, print one line per finding (plus its fix), exit 1 on failure."""
+    from kube_lxcfs.deploy.doctor import FAIL, Finding, cluster_findings, failed, node_findings
+    from kube_lxcfs.deploy.kubeapi import ApiError, connect
+
+    if args.node:
+        files = [f.strip() for f in args.files.split(",") if f.strip()]
+        findings = node_findings(args.mount_dir, files)
+    else:
+        try:
+            findings = cluster_findings(connect(args.kubeconfig, args.context), args.namespace)
+        except ApiError as exc:
+            findings = [Finding(FAIL, "api server", str(exc), "check --kubeconfig/--context")]
+    for finding in findings:
+        print(finding.line())
+    bad = sum(f.level == FAIL for f in findings)
+    print(f"{bad} problem(s) found" if bad else "no problems found")
+    return 1 if failed(findings) else 0

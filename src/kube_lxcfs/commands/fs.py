@@ -122,7 +122,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"{NODE_MOUNT_DIR}, none otherwise; '' disables)"
         ),
     )
+    add_restart_arguments(parser)
     parser.set_defaults(handler=run)
+
+
+def add_restart_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the container repair after restarts (kube_lxcfs.repair)."""
+    from kube_lxcfs.repair import DEFAULT_STATE_DIR
+    from kube_lxcfs.repair.hook import ON_STOP_CHOICES
+
+    parser.add_argument(
+        "--on-stop",
+        choices=ON_STOP_CHOICES,
+        default="keep",
+        help=(
+            "on SIGTERM/SIGINT: keep containers' bind mounts (they read 'Transport endpoint "
+            "is not connected' until the next start repairs them; default) or detach them "
+            "first (they read the host's real /proc while the daemon is down; the next start "
+            "re-attaches them)"
+        ),
+    )
+    parser.add_argument(
+        "--no-repair",
+        action="store_true",
+        help="do not repair containers' stale mounts after mounting (see `kube-lxcfs repair`)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        default=DEFAULT_STATE_DIR,
+        help="where --on-stop=detach records what to re-attach (default: %(default)s)",
+    )
 
 
 def fs_options(args: argparse.Namespace) -> FsOptions:
@@ -147,13 +176,21 @@ def seccomp_socket(args: argparse.Namespace) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; 1 with a one-line reason if the daemon cannot start."""
     from kube_lxcfs.fuse.daemon import Daemon, DaemonError, parse_mount_options
+    from kube_lxcfs.repair.hook import RestartHandling
 
     mount_options: dict[str, str | bool] = {}
     for text in args.mount_options:
         mount_options.update(parse_mount_options(text))
     if args.debug:
         logging.getLogger().setLevel(logging.DEBUG)
+    restart = RestartHandling(
+        args.mountpoint,
+        on_stop=args.on_stop,
+        state_dir=args.state_dir,
+        repair_on_start=not args.no_repair,
+    )
     daemon = Daemon(
+        restart=restart,
         mountpoint=args.mountpoint,
         fs_options=fs_options(args),
         mount_options=mount_options,

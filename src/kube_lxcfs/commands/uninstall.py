@@ -5,16 +5,84 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "Remove the deployment from a cluster."
+HELP = "Remove kube-lxcfs from the cluster (webhook configuration first)."
+DESCRIPTION = (
+    "Delete every object of the deployment (same value options as `install`), starting with "
+    "the MutatingWebhookConfiguration so that pod creation never depends on a webhook that is "
+    "going away, then the webhook, the node agent, RBAC, the webhook's certificate Secret and "
+    "the namespace. Objects already gone are reported as 'not found'. Afterwards it lists the "
+    "namespaces still labelled lxcfs-admission-webhook=enabled: pods injected there keep "
+    "bind mounts of files that no longer answer and should be restarted."
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``uninstall`` subcommand."""
-    parser = subparsers.add_parser("uninstall", help=HELP, description=HELP)
+    from kube_lxcfs.deploy.cli_values import add_value_options
+    from kube_lxcfs.deploy.cluster_options import add_cluster_options, add_dry_run_option
+
+    parser = subparsers.add_parser("uninstall", help=HELP, description=DESCRIPTION)
+    add_value_options(parser)
+    add_cluster_options(parser)
+    add_dry_run_option(parser)
+    parser.add_argument(
+        "--wait", action="store_true", help="wait until the namespace is really gone"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long --wait waits (default: %(default)s)",
+    )
     parser.set_defaults(handler=run)
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Not implemented yet: say so instead of pretending."""
-    print("kube-lxcfs uninstall: not implemented yet", file=sys.stderr)
-    return 1
+    """Delete in safe order, then report what is left to the user."""
+    from kube_lxcfs.deploy.cli_values import values_from_args
+    from kube_lxcfs.deploy.kubeapi import ApiError, connect, object_path
+    from kube_lxcfs.deploy.lifecycle import (
+        InstallError,
+        labelled_namespaces,
+        self_provisioned_secret,
+        uninstall,
+        wait_deleted,
+    )
+    from kube_lxcfs.deploy.render import render
+    from kube_lxcfs.deploy.values import NAMESPACE_LABEL, ValuesError
+
+    try:
+        values = values_from_args(args)
+    except (ValuesError, OSError) as exc:
+        print(f"kube-lxcfs uninstall: {exc}", file=sys.stderr)
+        return 2
+    objects = render(values)
+    try:
+        api = None if args.dry_run == "client" else connect(args.kubeconfig, args.context)
+        uninstall(api, objects, _say, dry_run=args.dry_run, extra=self_provisioned_secret(values))
+        if api is None:
+            return 0
+        if args.wait and not args.dry_run:
+            paths = [object_path(o) for o in objects if o["kind"] == "Namespace"]
+            left = wait_deleted(api, paths, timeout=args.timeout)
+            if left:
+                print(f"kube-lxcfs uninstall: still terminating: {left}", file=sys.stderr)
+                return 1
+        remaining = labelled_namespaces(api)
+    except (ApiError, InstallError) as exc:
+        print(f"kube-lxcfs uninstall: {exc}", file=sys.stderr)
+        return 1
+    if remaining:
+        _say(
+            f"namespaces still labelled {NAMESPACE_LABEL}=enabled: {', '.join(remaining)}; "
+            "pods injected there read files that no longer answer: restart them, and remove "
+            f"the label with: kubectl label namespace {' '.join(remaining)} {NAMESPACE_LABEL}-"
+        )
+    else:
+        _say(f"no namespace is labelled {NAMESPACE_LABEL}=enabled")
+    return 0

@@ -126,13 +126,13 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
     from kube_lxcfs.webhook.config import (
         DEFAULT_FILES as files,
     )
+    from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY as max_body
     from kube_lxcfs.webhook.config import (
         DEFAULT_MOUNT_DIR as mount_dir,
     )
     from kube_lxcfs.webhook.config import (
         DEFAULT_SKIP_POD_LABELS as skip_labels,
     )
-    from kube_lxcfs.webhook.server import DEFAULT_MAX_BODY as max_body
 
     tls = parser.add_argument_group("TLS and listeners")
     _add(
@@ -172,7 +172,7 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         default="0.0.0.0",
         metavar="IP",
         convert=str,
-        help="address both listeners bind to",
+        help="address both listeners bind to (:: for IPv6 and IPv4)",
     )
     _add(
         tls,
@@ -251,6 +251,36 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         help="comma-separated KEY=VALUE (or KEY) labels of kube-lxcfs's own pods, never mutated",
     )
 
+    certs = parser.add_argument_group(
+        "self-provisioned certificate (in-cluster; the default manifests use it)"
+    )
+    _add(
+        certs,
+        "--self-provision-secret",
+        default="",
+        metavar="NAME",
+        convert=str,
+        help="create (if absent) and renew a CA/serving-certificate Secret NAME in --namespace,"
+        " write its tls.crt/tls.key to the directory of --tls-cert/--tls-key and keep the"
+        " caBundle of --webhook-config in sync; needs the in-cluster service account",
+    )
+    _add(
+        certs,
+        "--webhook-config",
+        default="kube-lxcfs-webhook",
+        metavar="NAME",
+        convert=str,
+        help="MutatingWebhookConfiguration whose caBundle --self-provision-secret maintains",
+    )
+    _add(
+        certs,
+        "--webhook-service",
+        default="kube-lxcfs-webhook",
+        metavar="NAME",
+        convert=str,
+        help="Service name the self-provisioned certificate is issued for (NAME.NS.svc, ...)",
+    )
+
     ops = parser.add_argument_group("operation")
     _add(
         ops,
@@ -268,6 +298,15 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         default=max_body,
         metavar="BYTES",
         help="larger request bodies are refused with HTTP 413",
+    )
+    _add(
+        ops,
+        "--max-connections",
+        type=_positive_int,
+        convert=_positive_int,
+        default=1024,
+        metavar="N",
+        help="open HTTPS connections at most (one thread each); more are closed at once",
     )
     _add(
         ops,
@@ -312,6 +351,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.env_errors:
         return _fail(args.env_errors[0])
+    watcher = None
+    if args.self_provision_secret:
+        started = _self_provision(args)
+        if isinstance(started, str):
+            return _fail(started)
+        watcher = started
     for flag, value in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
         if not value:
             return _fail(f"{flag} is required (or set {_env_name(flag)})")
@@ -337,6 +382,7 @@ def run(args: argparse.Namespace) -> int:
         tls_min_version=args.tls_min_version,
         tls_reload_interval=args.tls_reload_interval or 10.0,
         max_body_bytes=args.max_body_bytes,
+        max_connections=args.max_connections,
         idle_timeout=args.idle_timeout,
         shutdown_grace=args.shutdown_grace,
         shutdown_delay=args.shutdown_delay,
@@ -349,4 +395,32 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot listen on {args.address} ports {args.port}/{args.health_port}: {exc}")
-    return serve_until_signalled(server)
+    try:
+        return serve_until_signalled(server)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+
+
+def _self_provision(args: argparse.Namespace) -> Any:
+    """Provision the serving certificate from the cluster; a watcher, or an error message."""
+    from kube_lxcfs.deploy.kubeapi import ApiError
+    from kube_lxcfs.deploy.selfprovision import start
+
+    if not args.namespace:
+        return "--self-provision-secret needs --namespace (set it from the downward API)"
+    if not args.tls_cert or not args.tls_key:
+        return "--self-provision-secret needs --tls-cert and --tls-key (where to write them)"
+    cert, key = Path(args.tls_cert), Path(args.tls_key)
+    if (cert.name, key.name) != ("tls.crt", "tls.key") or cert.parent != key.parent:
+        return "--self-provision-secret writes DIR/tls.crt and DIR/tls.key: point both there"
+    try:
+        return start(
+            namespace=args.namespace,
+            secret_name=args.self_provision_secret,
+            webhook_config=args.webhook_config,
+            service=args.webhook_service,
+            cert_dir=cert.parent,
+        )
+    except (ApiError, OSError, ValueError) as exc:
+        return f"self-provisioning the certificate failed: {exc}"

@@ -13,8 +13,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import yaml
-
 from kube_lxcfs import __version__
 
 NAME = "kube-lxcfs"
@@ -53,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
         },
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"operator": "Exists"}],
+        "affinity": {},
         "priorityClassName": "system-node-critical",
         "maxUnavailable": 1,
         "maxSurge": 0,
@@ -79,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
         },
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [],
+        "affinity": {},
         "priorityClassName": "",
         "podDisruptionBudget": {"minAvailable": 1},
     },
@@ -140,6 +140,7 @@ SCHEMA: dict[str, Any] = {
                     "resources": _RESOURCES,
                     "nodeSelector": _STRING_MAP,
                     "tolerations": _LIST_OF_OBJECTS,
+                    "affinity": {"type": "object"},
                     "priorityClassName": _STRING,
                     "maxUnavailable": {"type": ["integer", "string"]},
                     "maxSurge": {"type": ["integer", "string"]},
@@ -161,6 +162,7 @@ SCHEMA: dict[str, Any] = {
                     "resources": _RESOURCES,
                     "nodeSelector": _STRING_MAP,
                     "tolerations": _LIST_OF_OBJECTS,
+                    "affinity": {"type": "object"},
                     "priorityClassName": _STRING,
                     "podDisruptionBudget": _obj({"minAvailable": {"type": ["integer", "string"]}}),
                 }
@@ -267,6 +269,8 @@ def resolve(
     values_files: list[str] | None = None,
 ) -> dict[str, Any]:
     """Defaults, then ``-f`` files, then ``--set``s, then the namespace; validated."""
+    import yaml
+
     values = defaults()
     for path in values_files or []:
         with open(path, encoding="utf-8") as f:

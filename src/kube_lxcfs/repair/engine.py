@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,6 +143,40 @@ def _state_file(state_dir: str | os.PathLike[str], mount_dir: str) -> Path:
     return Path(state_dir) / f"detached-{key}.json"
 
 
+GENERATIONS_KEPT = 64
+
+
+def _generations_file(state_dir: str | os.PathLike[str], mount_dir: str) -> Path:
+    key = os.path.realpath(mount_dir).strip("/").replace("/", "_") or "root"
+    return Path(state_dir) / f"generations-{key}.json"
+
+
+def known_generations(state_dir: str, mount_dir: str) -> set[tuple[int, int]] | None:
+    """Devices of the FUSE connections this mount directory had (None if never recorded)."""
+    try:
+        data = json.loads(_generations_file(state_dir, mount_dir).read_text())
+        return {(int(major), int(minor)) for major, minor in data["devices"]}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable generation record in %s: %s", state_dir, exc)
+        return None
+
+
+def record_generation(state_dir: str, mount_dir: str, dev: tuple[int, int]) -> None:
+    """Remember ``dev`` as a connection of ``mount_dir`` (best effort, bounded)."""
+    path = _generations_file(state_dir, mount_dir)
+    devices = [list(d) for d in sorted(known_generations(state_dir, mount_dir) or ()) if d != dev]
+    devices = [*devices[-(GENERATIONS_KEPT - 1) :], list(dev)]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"mount_dir": mount_dir, "devices": devices}))
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("cannot record the filesystem generation in %s: %s", state_dir, exc)
+
+
 def _namespace_mounts(ns: Namespace) -> list[MountEntry] | None:
     try:
         return parse_mountinfo(scan.read_mountinfo(ns))
@@ -157,11 +192,21 @@ def repair(
     state_dir: str | None = None,
     metrics: RepairMetrics | None = None,
     probe_timeout: float = 2.0,
+    previous_devs: Collection[tuple[int, int]] = (),
 ) -> Report:
-    """Find and (unless ``dry_run``) repair every stale mount of our filesystem."""
+    """Find and (unless ``dry_run``) repair every stale mount of our filesystem.
+
+    Stale mounts count as ours when their device is a recorded generation of
+    this mount directory (``state_dir``) or in ``previous_devs`` (the dead mount
+    the daemon found at its mount point); with neither, any stale mount of our
+    name does (one daemon per node).
+    """
     started = time.monotonic()
     live = live_filesystem(mount_dir)
     report = Report()
+    known = known_generations(state_dir, live.mount_dir) if state_dir else None
+    if previous_devs:
+        known = (known or set()) | set(previous_devs)
     new_api = strategy is not fix.Strategy.BIND and fix.new_api_available()
     detached = _load_detached(state_dir, live.mount_dir) if state_dir else {}
     for ns in scan.list_namespaces():
@@ -171,9 +216,9 @@ def repair(
         report.namespaces_scanned += 1
         probes = {
             m.mount_id: scan.probe(ns, m, probe_timeout)
-            for m in plan.probe_targets(mounts, live, host=ns.host)
+            for m in plan.probe_targets(mounts, live, host=ns.host, known_devs=known)
         }
-        findings = plan.classify(mounts, live, probes, host=ns.host)
+        findings = plan.classify(mounts, live, probes, host=ns.host, known_devs=known)
         report.outcomes += _handle_findings(
             ns, mounts, live, findings, dry_run=dry_run, strategy=strategy, new_api=new_api
         )
@@ -190,6 +235,7 @@ def repair(
             )
     if state_dir and not dry_run:
         _state_file(state_dir, live.mount_dir).unlink(missing_ok=True)
+        record_generation(state_dir, live.mount_dir, live.dev)
     report.seconds = time.monotonic() - started
     _log_report(report, "repair")
     if metrics is not None and not dry_run:

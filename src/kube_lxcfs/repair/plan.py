@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -98,12 +98,41 @@ def mounts_of_ours(mounts: list[MountEntry], live: LiveFs, *, host: bool) -> lis
     return [m for m in mounts if is_ours(m, live) and not (host and m.mount_id == live.mount_id)]
 
 
-def probe_targets(mounts: list[MountEntry], live: LiveFs, *, host: bool) -> list[MountEntry]:
-    """The mounts whose staleness must be checked by a stat: ours, visible, another device."""
+def not_ours_because(
+    entry: MountEntry,
+    live: LiveFs,
+    *,
+    host: bool,
+    known_devs: Collection[tuple[int, int]] | None,
+) -> str | None:
+    """Why a mount with our name is still not ours to repair, or None.
+
+    Several daemons may share the name (tests, a second instance): the root of a
+    FUSE mount in our own namespace at another path is another daemon's mount
+    point, and a device missing from this mount directory's known generations
+    (when they are known) is another daemon's connection.
+    """
+    if host and entry.root == "/" and entry.mount_point != live.mount_dir:
+        return "the mount point of another daemon"
+    if known_devs is not None and entry.dev != live.dev and entry.dev not in known_devs:
+        return "a connection this mount directory never had"
+    return None
+
+
+def probe_targets(
+    mounts: list[MountEntry],
+    live: LiveFs,
+    *,
+    host: bool,
+    known_devs: Collection[tuple[int, int]] | None = None,
+) -> list[MountEntry]:
+    """The mounts whose staleness must be checked: ours, visible, another device."""
     return [
         m
         for m in mounts_of_ours(mounts, live, host=host)
-        if m.dev != live.dev and is_visible(mounts, m)
+        if m.dev != live.dev
+        and is_visible(mounts, m)
+        and not_ours_because(m, live, host=host, known_devs=known_devs) is None
     ]
 
 
@@ -113,18 +142,23 @@ def classify(
     probes: Mapping[int, Probe],
     *,
     host: bool,
+    known_devs: Collection[tuple[int, int]] | None = None,
 ) -> list[Finding]:
     """Every mount of ours in one namespace with its state.
 
     ``probes`` maps mount ids (those of :func:`probe_targets`) to probe results;
-    a candidate without a probe is UNKNOWN.
+    a candidate without a probe is UNKNOWN. ``known_devs``: the devices this
+    mount directory had before (None: unknown, any device of our name counts).
     """
     findings = []
     for entry in mounts_of_ours(mounts, live, host=host):
+        other = not_ours_because(entry, live, host=host, known_devs=known_devs)
         if not is_visible(mounts, entry):
             findings.append(Finding(entry, State.SHADOWED, "covered by another mount"))
         elif entry.dev == live.dev:
             findings.append(Finding(entry, State.HEALTHY))
+        elif other is not None:
+            findings.append(Finding(entry, State.FOREIGN, other))
         else:
             findings.append(_from_probe(entry, probes.get(entry.mount_id)))
     return findings

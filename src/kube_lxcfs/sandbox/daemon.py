@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from kube_lxcfs.sandbox.mounts import MNT_DETACH, mountinfo_entry, umount
 log = logging.getLogger(__name__)
 
 DEFAULT_MOUNT_DIR = Path("/var/lib/lxcfs")
+PR_SET_PDEATHSIG = 1
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
@@ -66,6 +68,7 @@ def private_daemon(command: list[str] | None = None) -> Iterator[Path]:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C meant for the command must not stop the daemon
+            preexec_fn=_terminate_with_parent,  # noqa: PLW1509 - no threads in kube-lxcfs run
         )
         try:
             _wait_until_mounted(daemon, mount_dir, log_file)
@@ -74,6 +77,12 @@ def private_daemon(command: list[str] | None = None) -> Iterator[Path]:
             _stop(daemon, mount_dir)
             with contextlib.suppress(OSError):
                 mount_dir.rmdir()
+
+
+def _terminate_with_parent() -> None:
+    """Get SIGTERM if ``kube-lxcfs run`` dies (even by SIGKILL): no orphaned daemon."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _wait_until_mounted(daemon: subprocess.Popen[bytes], mount_dir: Path, log_file) -> None:

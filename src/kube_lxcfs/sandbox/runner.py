@@ -26,6 +26,7 @@ from kube_lxcfs.cgroups.transient import (
     Limits,
     TransientCgroup,
     create_cgroup,
+    discover_layout,
     unique_name,
 )
 from kube_lxcfs.sandbox import daemon as fs_daemon
@@ -54,6 +55,8 @@ SI_KERNEL = 0x80
 """si_code of a signal the kernel generated, e.g. the terminal's Ctrl-C for the whole group."""
 PR_SET_PDEATHSIG = 1
 CLEANUP_TIMEOUT_S = 10.0
+CGROUP_PREFIX = "kube-lxcfs-run"
+"""Cgroups of ``kube-lxcfs run`` are ``/<prefix>-<pid of kube-lxcfs run>-<random>``."""
 
 
 class SandboxError(RuntimeError):
@@ -129,8 +132,9 @@ def _filesystem(spec: RunSpec) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _cgroup(limits: Limits) -> Iterator[TransientCgroup]:
+    sweep_stale_cgroups()
     try:
-        cgroup = create_cgroup(unique_name("kube-lxcfs-run"), limits)
+        cgroup = create_cgroup(unique_name(CGROUP_PREFIX), limits)
     except (CgroupError, OSError) as exc:
         raise SandboxError(f"cannot create the cgroup: {exc}") from exc
     try:
@@ -138,6 +142,30 @@ def _cgroup(limits: Limits) -> Iterator[TransientCgroup]:
     finally:
         _kill_leftovers(cgroup)
         cgroup.remove(timeout=CLEANUP_TIMEOUT_S)
+
+
+def sweep_stale_cgroups() -> list[Path]:
+    """Remove empty cgroups of earlier ``kube-lxcfs run`` processes that were SIGKILLed.
+
+    A killed runner cannot clean up; its command dies with it (PDEATHSIG), which leaves an
+    empty cgroup named after the runner's pid.  Only empty cgroups of dead runners go.
+    """
+    removed = []
+    for hierarchy in discover_layout().hierarchies:
+        for directory in hierarchy.mountpoint.glob(f"{CGROUP_PREFIX}-*-*"):
+            pid = directory.name.removeprefix(f"{CGROUP_PREFIX}-").split("-", 1)[0]
+            if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+                continue
+            try:
+                if (directory / "cgroup.procs").read_text().strip():
+                    continue
+                directory.rmdir()
+            except OSError as exc:
+                log.debug("leaving %s: %s", directory, exc)
+                continue
+            removed.append(directory)
+            log.info("removed the stale cgroup %s", directory)
+    return removed
 
 
 def _kill_leftovers(cgroup: TransientCgroup) -> None:

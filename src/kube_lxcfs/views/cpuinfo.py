@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
-_PROCESSOR = re.compile(r"processor\s*:\s*(\d+)\s*$")
-_COUNTS = re.compile(r"(siblings|cpu cores)(\s*:\s*)\d+\s*$")
+_COUNT_KEYS = ("siblings", "cpu cores")
 
 
 def render_cpuinfo(host_text: str, visible: tuple[int, ...]) -> bytes:
@@ -19,11 +16,15 @@ def render_cpuinfo(host_text: str, visible: tuple[int, ...]) -> bytes:
     out: list[str] = []
     keep = True
     for line in host_text.splitlines():
-        match = _PROCESSOR.match(line)
-        if match:
-            keep = int(match.group(1)) in wanted
+        if line.startswith("processor"):
+            key, colon, value = line.partition(":")
+            if colon and key.strip() == "processor" and value.strip().isdigit():
+                keep = int(value) in wanted
         if not keep:
             continue
-        counts = _COUNTS.match(line)
-        out.append(counts.group(1) + counts.group(2) + count if counts else line)
+        if line.startswith(_COUNT_KEYS):
+            key, colon, _ = line.partition(":")
+            if colon and key.rstrip() in _COUNT_KEYS:
+                line = f"{key}: {count}"  # noqa: PLW2901 - the rewritten line replaces it
+        out.append(line)
     return ("\n".join(out) + "\n").encode() if out else b""

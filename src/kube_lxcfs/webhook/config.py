@@ -7,11 +7,17 @@ and because users differ in what they want virtualised.
 
 from __future__ import annotations
 
+import json
 import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 DEFAULT_MOUNT_DIR = "/var/lib/lxcfs"
+# The API server caps objects near 3 MiB; reviews carry two. (Here, not in server.py,
+# so that building the CLI parser does not import the TLS stack.)
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
 # Relative to the mount dir; a trailing "/" marks a directory.
 DEFAULT_FILES: tuple[str, ...] = (
@@ -55,6 +61,26 @@ class InjectedPath:
     host_path: str  # e.g. "/var/lib/lxcfs/proc/meminfo"
     mount_path: str  # e.g. "/proc/meminfo"
     host_path_type: str  # "File" or "Directory"
+
+    def volume(self) -> dict[str, Any]:
+        """A new hostPath volume for a pod spec."""
+        return {
+            "name": self.volume_name,
+            "hostPath": {"path": self.host_path, "type": self.host_path_type},
+        }
+
+    def mount(self) -> dict[str, Any]:
+        """A new read-only volume mount for a container."""
+        return {"name": self.volume_name, "mountPath": self.mount_path, "readOnly": True}
+
+    @cached_property
+    def volume_json(self) -> str:
+        """``volume()`` encoded once: patches are assembled from these fragments."""
+        return json.dumps(self.volume(), separators=(",", ":"))
+
+    @cached_property
+    def mount_json(self) -> str:
+        return json.dumps(self.mount(), separators=(",", ":"))
 
 
 @dataclass(frozen=True)

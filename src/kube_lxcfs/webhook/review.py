@@ -96,7 +96,7 @@ def _mutated(
         response = _allow(api_version, uid, warnings=mutation.warnings)
         return ReviewResult(response, OUTCOME_UNCHANGED, mutation.status, namespace, name)
     response = _allow(api_version, uid, warnings=mutation.warnings)
-    patch_json = json.dumps(mutation.patch, separators=(",", ":")).encode()
+    patch_json = mutation.patch_json.encode()
     response["response"]["patchType"] = "JSONPatch"
     response["response"]["patch"] = base64.b64encode(patch_json).decode("ascii")
     outcome = {

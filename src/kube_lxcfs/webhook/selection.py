@@ -42,7 +42,8 @@ def skip_reason(request: Mapping[str, Any], pod: Mapping[str, Any], opts: Inject
 
     Reasons (also the ``reason`` label of the skip metric): ``operation`` (not a CREATE: a running
     pod's volumes are immutable), ``namespace``, ``mirror-pod`` (static pods: kubelet owns them),
-    ``opt-out`` (annotation or label), ``own-pod`` (kube-lxcfs's agent and webhook).
+    ``opt-out`` (annotation or label), ``own-pod`` (kube-lxcfs's agent and webhook),
+    ``windows`` (``spec.os.name: windows``: there is no /proc to cover).
     """
     if request.get("operation") != "CREATE":
         return "operation"
@@ -61,6 +62,10 @@ def skip_reason(request: Mapping[str, Any], pod: Mapping[str, Any], opts: Inject
             return "opt-out"
     if any(labels_match(labels, wanted) for wanted in opts.skip_pod_labels):
         return "own-pod"
+    spec = pod.get("spec")
+    os_spec = spec.get("os") if isinstance(spec, Mapping) else None
+    if isinstance(os_spec, Mapping) and os_spec.get("name") == "windows":
+        return "windows"
     return ""
 
 

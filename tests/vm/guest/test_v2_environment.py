@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from v2helpers import CGROUP_ROOT, DATA_DISK, block_device_numbers, meminfo_kb
+from v2guest import CGROUP_ROOT, DATA_DISK, block_device_numbers, meminfo_kb
 
 from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, discover_layout, unique_name
 

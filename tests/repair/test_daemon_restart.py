@@ -1,0 +1,139 @@
+"""The daemon repairs containers by itself after every start, and detaches on request."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from kube_lxcfs.repair import repair
+
+from .conftest import needs_root
+from .helpers import SENTINEL, KubeLxcfsSource, wait_for
+
+pytestmark = [needs_root, pytest.mark.root, pytest.mark.fuse]
+
+FILES = {"proc/meminfo": "ctr/proc/meminfo", "proc/uptime": "ctr/proc/uptime"}
+
+
+def reads_live(holder, path: str) -> bool:
+    try:
+        text = holder.read(path)
+    except OSError:
+        return False
+    # meminfo starts with MemTotal, uptime with the seconds
+    return text.startswith("MemTotal:") or text[:1].isdigit()
+
+
+def test_daemon_repairs_after_kill9_without_help(daemon: KubeLxcfsSource, holders) -> None:
+    hs = [holders(daemon.mount_dir, FILES) for _ in range(3)]
+    daemon.kill9()
+    for h in hs:
+        with pytest.raises(OSError) as exc:
+            h.read(h.targets["proc/meminfo"])
+        assert exc.value.errno == errno.ENOTCONN
+    daemon.start()
+    wait_for(
+        lambda: all(reads_live(h, t) for h in hs for t in h.targets.values()),
+        timeout=5,
+        what="every namespace reads live files",
+    )
+    wait_for(daemon.repaired, what="repair summary in the log")
+    assert "repaired" in daemon.log()
+    for h in hs:
+        assert all(
+            m.read_only and m.dev == daemon.dev
+            for m in h.mounts()
+            if m.mount_point in h.targets.values()
+        )
+    # the daemon's pass left nothing to do
+    assert repair(str(daemon.mount_dir)).count("repaired") == 0
+
+
+def test_faults_during_the_start_up_repair_do_not_stop_the_daemon(
+    daemon: KubeLxcfsSource, holders
+) -> None:
+    replaced = holders(daemon.mount_dir, FILES)
+    healthy = holders(daemon.mount_dir, FILES)
+    userns = holders(daemon.mount_dir, {}, unshare_args=("-U", "--map-root-user"))
+    daemon.kill9()
+    mine = Path(replaced.targets["proc/uptime"]).parent / "mine"
+    mine.write_text("mine\n")
+    replaced.run("mount", "--bind", str(mine), replaced.targets["proc/uptime"])
+    daemon.start()
+    wait_for(daemon.repaired, what="repair summary in the log")
+    assert daemon.alive()
+    assert replaced.read(replaced.targets["proc/uptime"]) == "mine\n"
+    assert reads_live(replaced, replaced.targets["proc/meminfo"])
+    assert reads_live(healthy, healthy.targets["proc/meminfo"])
+    assert reads_live(userns, str(daemon.mount_dir / "proc" / "meminfo"))
+    assert (daemon.mount_dir / "proc" / "meminfo").read_text().startswith("MemTotal:")
+
+
+def test_on_stop_detach_falls_back_to_the_file_below_and_next_start_reattaches(
+    tmp_path: Path, holders
+) -> None:
+    daemon = KubeLxcfsSource(tmp_path / "kube-lxcfs", "--on-stop=detach")
+    try:
+        daemon.start()
+        h = holders(daemon.mount_dir, FILES)
+        assert reads_live(h, h.targets["proc/meminfo"])
+        assert daemon.stop() == 0
+        assert "detached" in daemon.log()
+        # daemon down: the sentinel under the mount, no error
+        assert h.read(h.targets["proc/meminfo"]) == SENTINEL
+        assert h.read(h.targets["proc/uptime"]) == SENTINEL
+        assert daemon.dev is None
+        daemon.start()
+        wait_for(
+            lambda: all(reads_live(h, t) for t in h.targets.values()),
+            timeout=5,
+            what="re-attached after restart",
+        )
+        wait_for(daemon.repaired, what="repair summary in the log")
+        assert "reattached" in daemon.log()
+        assert all(m.read_only for m in h.mounts() if m.mount_point in h.targets.values())
+    finally:
+        daemon.close()
+
+
+def test_on_stop_keep_leaves_containers_stale_until_the_next_start(
+    daemon: KubeLxcfsSource, holders
+) -> None:
+    h = holders(daemon.mount_dir, FILES)
+    assert daemon.stop() == 0
+    with pytest.raises(OSError) as exc:
+        h.read(h.targets["proc/meminfo"])
+    assert exc.value.errno == errno.ENOTCONN
+    daemon.start()
+    wait_for(lambda: reads_live(h, h.targets["proc/meminfo"]), timeout=5, what="repaired")
+
+
+def test_a_second_daemon_of_the_same_name_leaves_the_first_ones_containers_alone(
+    tmp_path: Path, daemon: KubeLxcfsSource, holders
+) -> None:
+    """Only generations of its own mount directory are repaired by a daemon."""
+    mine = holders(daemon.mount_dir, FILES)
+    other = KubeLxcfsSource(tmp_path / "other", fsname=daemon.fsname)
+    try:
+        other.start()
+        daemon.kill9()
+        other.kill9()
+        other.start()  # restarts first: must not take the first daemon's stale mounts
+        wait_for(other.repaired, what="second daemon's repair summary")
+        for target in mine.targets.values():
+            with pytest.raises(OSError) as exc:
+                mine.read(target)
+            assert exc.value.errno == errno.ENOTCONN
+        daemon.start()
+        wait_for(
+            lambda: all(reads_live(mine, t) for t in mine.targets.values()),
+            timeout=5,
+            what="the first daemon repairs its own",
+        )
+        assert all(
+            m.dev == daemon.dev for m in mine.mounts() if m.mount_point in mine.targets.values()
+        )
+    finally:
+        other.close()
