@@ -219,11 +219,14 @@ class ControlPlane:
     def request(
         self, method: str, path: str, body: object | None = None, timeout: float = 30
     ) -> tuple[int, bytes]:
-        """One admin request to the API server; returns (status, body) also for 4xx/5xx."""
+        """One admin request to the API server; returns (status, body) also for 4xx/5xx.
+
+        PATCH bodies are JSON merge patches."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.server + path, data=data, method=method)
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            patch = "application/merge-patch+json"
+            req.add_header("Content-Type", patch if method == "PATCH" else "application/json")
         opener = urllib.request.build_opener(
             urllib.request.ProxyHandler({}),
             urllib.request.HTTPSHandler(context=self.ssl_context()),

@@ -9,8 +9,11 @@ self-provisioning and no more, and that the webhook pod passes Pod Security "res
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from kube_lxcfs.deploy.render import render
 from kube_lxcfs.deploy.selfprovision import SelfProvisioner
 from kube_lxcfs.deploy.values import resolve
 
-from .control_plane import wait_until
+from .control_plane import free_port, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -204,3 +207,97 @@ def test_doctor_against_the_real_api_server(
     assert "FAIL node agent: 0/0 nodes ready" in out
     assert "FAIL webhook: 0/2 replicas ready" in out
     assert "FAIL webhook reachable" in out
+
+
+def test_self_provisioned_webhook_is_trusted_by_the_api_server(
+    installed: KubeApi, kubeconfig: Path, tmp_path: Path, make_namespace
+) -> None:
+    """The rendered webhook, run as its ServiceAccount, provisions a certificate that the
+    API server accepts: an opted-in pod is stored with the virtual files injected.
+
+    No kube-proxy here, so the installed configuration is pointed at the process on
+    loopback (url instead of service) and the certificate is issued for ``localhost``.
+    """
+    port, health = free_port(), free_port()
+    config = installed.get(MWC) or {}
+    for hook in config["webhooks"]:
+        hook["clientConfig"] = {"url": f"https://localhost:{port}/mutate"}
+    installed.replace(config)
+    (deployment,) = [o for o in render(resolve(namespace=NS)) if o["kind"] == "Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    skip = ("--tls-cert", "--tls-key", "--port", "--health-port", "--webhook-service")
+    args = [a for a in container["args"] if not a.startswith(skip)] + [
+        f"--tls-cert={tmp_path}/tls/tls.crt",
+        f"--tls-key={tmp_path}/tls/tls.key",
+        f"--port={port}",
+        f"--health-port={health}",
+        "--address=127.0.0.1",
+        "--webhook-service=localhost",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE_LXCFS_")}
+    env["KUBE_LXCFS_KUBECONFIG"] = str(_token_kubeconfig(kubeconfig, installed, tmp_path))
+    env["KUBE_LXCFS_WEBHOOK_NAMESPACE"] = NS  # what the downward API gives the pod
+    log = tmp_path / "webhook.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kube_lxcfs", *container["command"][1:], *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def ready() -> bool:
+            assert proc.poll() is None, log.read_text()
+            try:
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                    f"http://127.0.0.1:{health}/readyz", timeout=5
+                ) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_until(ready, 60, "the webhook's /readyz")
+        assert ca_bundle_of(installed.get(MWC) or {})
+        namespace = make_namespace("selfprov", {"lxcfs-admission-webhook": "enabled"})
+
+        def probe(name: str, dry_run: bool) -> dict:
+            return installed.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
+                },
+                dry_run=dry_run,
+            )
+
+        # The configuration reaches the admission chain through an informer: probe first.
+        wait_until(
+            lambda: probe("probe", True)["spec"].get("volumes"), 60, "injection to take effect"
+        )
+        stored = probe("app", False)
+        volumes = {v["name"]: v for v in stored["spec"]["volumes"]}
+        assert volumes["lxcfs-proc-meminfo"]["hostPath"]["path"] == "/var/lib/lxcfs/proc/meminfo"
+        mounts = {m["mountPath"] for m in stored["spec"]["containers"][0]["volumeMounts"]}
+        assert "/proc/meminfo" in mounts
+        assert stored["metadata"]["annotations"]["kube-lxcfs.io/status"] == "injected"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_cert_manager_variant_without_cert_manager_is_explained(kubeconfig: Path) -> None:
+    proc = _kl(kubeconfig, "install", "-n", NS, "--set", "certManager.enabled=true")
+    try:
+        assert proc.returncode == 1
+        assert "cert-manager is not installed: its Issuer API is missing" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    finally:
+        done = _kl(kubeconfig, "uninstall", "-n", NS, "--set", "certManager.enabled=true", "--wait")
+        assert done.returncode == 0, done.stdout + done.stderr

@@ -215,6 +215,17 @@ def test_baseline_namespace_is_excluded_and_pod_admitted(control_plane, labelled
     assert_untouched(stored_pod(control_plane, ns, "psa"))
 
 
+def test_pod_security_judges_the_mutated_pod(control_plane, labelled, ours):
+    # Why the selector excludes baseline namespaces: without the exclusion, Pod Security
+    # (which runs after mutating admission) sees our hostPath volumes and rejects the pod.
+    ours(labelled(), exclude_pod_security=False)
+    ns = labelled("psa-strict", **{"pod-security.kubernetes.io/enforce": "baseline"})
+    status, answer = create_pod(control_plane, ns, pod("rejected"))
+    assert status == 403, answer
+    assert "violates PodSecurity" in answer["message"]
+    assert "hostPath" in answer["message"]
+
+
 def test_dry_run_is_mutated_but_not_stored(control_plane, labelled, ours):
     ns = labelled("dry")
     ours(ns)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import signal
 import ssl
 import subprocess
@@ -61,34 +62,27 @@ def webhook_serving_cert(ca: CertificateAuthority) -> Issued:
 
 
 def start_webhook(cert: Issued, workdir: Path, *extra: str) -> WebhookProcess:
-    """Start ``python -m kube_lxcfs webhook`` on free loopback ports; wait for /readyz."""
+    """Start ``python -m kube_lxcfs webhook`` with ``cert`` on free loopback ports."""
+    args = ["--tls-cert", str(cert.cert), "--tls-key", str(cert.key), "--log-level", "debug"]
+    return spawn_webhook([*args, *extra], workdir)
+
+
+def spawn_webhook(
+    args: list[str], workdir: Path, env: dict[str, str] | None = None
+) -> WebhookProcess:
+    """Run ``python -m kube_lxcfs webhook ARGS`` on 127.0.0.1 with free ports (appended to
+    ARGS, so they win over ports in ARGS) and wait for its /readyz."""
     port, health_port = free_port(), free_port()
     log = workdir / f"webhook-{port}.log"
+    ports = ["--address", "127.0.0.1", "--port", str(port), "--health-port", str(health_port)]
     with open(log, "ab") as out:
         popen = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kube_lxcfs",
-                "webhook",
-                "--tls-cert",
-                str(cert.cert),
-                "--tls-key",
-                str(cert.key),
-                "--address",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--health-port",
-                str(health_port),
-                "--log-level",
-                "debug",
-                *extra,
-            ],
+            [sys.executable, "-m", "kube_lxcfs", "webhook", *args, *ports],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     process = WebhookProcess(
         popen, f"https://127.0.0.1:{port}/mutate", f"http://127.0.0.1:{health_port}", log
@@ -119,6 +113,7 @@ def webhook_entry(
     review_versions: tuple[str, ...] = ("v1", "v1beta1"),
     reinvocation: str = "IfNeeded",
     seed_selector: bool = True,
+    exclude_pod_security: bool = True,
 ) -> dict:
     """One webhook of a configuration, shaped like the shipped one but reached by URL.
 
@@ -140,7 +135,10 @@ def webhook_entry(
                 "scope": "Namespaced",
             }
         ],
-        "namespaceSelector": {"matchLabels": match_labels, "matchExpressions": [PSA_EXCLUSION]},
+        "namespaceSelector": {
+            "matchLabels": match_labels,
+            "matchExpressions": [PSA_EXCLUSION] if exclude_pod_security else [],
+        },
         "sideEffects": "None",
         "admissionReviewVersions": list(review_versions),
         "failurePolicy": failure_policy,

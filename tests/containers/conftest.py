@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from rootfs import FULL, TINY, build_seconds, ensure_rootfs
-from runc_harness import Runc, leftover_cgroups
+from runc_harness import Runc
 from virtual_fs import DEFAULT_IMPLEMENTATION, running_filesystem
 
 
@@ -41,29 +41,35 @@ def _needs_root_and_runc() -> None:
         )
 
 
-def _rootfs(spec, request: pytest.FixtureRequest) -> Path:
+ROOTFS_REPORT: list[str] = []
+"""One line per root filesystem used, printed in the terminal summary (CI logs)."""
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in ROOTFS_REPORT:
+        terminalreporter.write_line(line)
+
+
+def _rootfs(spec) -> Path:
     started = time.monotonic()
     path = ensure_rootfs(spec)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    message = (
-        f"rootfs {spec.name}: {path.name}, built in {build_seconds(path):.0f}s, "
-        f"ready after {time.monotonic() - started:.1f}s"
+    ROOTFS_REPORT.append(
+        f"rootfs {spec.name}: {path}, build took {build_seconds(path):.0f}s when it was built,"
+        f" ready after {time.monotonic() - started:.1f}s in this run"
     )
-    if reporter is not None:
-        reporter.write_line(message)
     return path
 
 
 @pytest.fixture(scope="session")
-def full_rootfs(request: pytest.FixtureRequest) -> Path:
+def full_rootfs() -> Path:
     """Debian minbase with procps, python3, psutil, busybox, nodejs, htop (cached)."""
-    return _rootfs(FULL, request)
+    return _rootfs(FULL)
 
 
 @pytest.fixture(scope="session")
-def tiny_rootfs(request: pytest.FixtureRequest) -> Path:
+def tiny_rootfs() -> Path:
     """Only Debian's static busybox (cached)."""
-    return _rootfs(TINY, request)
+    return _rootfs(TINY)
 
 
 @pytest.fixture(scope="session")
@@ -82,11 +88,10 @@ def fs_mount_dir(fs_implementation: str) -> Iterator[Path]:
 @pytest.fixture
 def runc() -> Iterator[Runc]:
     """runc with private state; every container is force-deleted, and no cgroup may leak."""
-    before = set(leftover_cgroups())
     runner = Runc()
     try:
         yield runner
     finally:
         runner.cleanup()
-    leaked = set(leftover_cgroups()) - before
+    leaked = runner.leaked_cgroups()
     assert not leaked, f"cgroups left behind: {sorted(map(str, leaked))}"

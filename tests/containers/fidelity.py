@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,7 +31,11 @@ VISIBLE_CPUS = math.ceil(LIMIT_CPU_QUOTA_US / LIMIT_CPU_PERIOD_US)
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "what-programs-see.md"
 MEASURED = Path(__file__).resolve().parent / "measured"
-COLUMNS = {"cgroup-v1": "cgroup v1 (runc)", "cgroup-v2": "cgroup v2 (VM)"}
+COLUMNS = {
+    "cgroup-v1": "kube-lxcfs, cgroup v1 (runc)",
+    "cgroup-v2": "kube-lxcfs, cgroup v2 (VM)",
+    "lxcfs-cgroup-v1": "lxcfs 5.0.3 `-l --enable-cfs`, cgroup v1 (for comparison)",
+}
 """Known columns, in table order: file stem → heading."""
 
 ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[=>])")
@@ -43,6 +48,8 @@ class Host:
     cpus: int
     memtotal_kb: int
     uptime_s: float
+    cpu_cores: str
+    """``cpu cores`` of the host's /proc/cpuinfo."""
 
 
 @dataclass(frozen=True)
@@ -143,19 +150,25 @@ def _load_below_one(pattern: str) -> Judge:
 
 def _htop_cpus(out: str, host: Host) -> Verdict:
     screen = ANSI.sub("", out)
-    meters = re.findall(r"CPU\[([^\]]*)\]", screen)
+    meters = re.findall(r"(?:CPU|\b\d+)\[([^\]]*)\]", screen)  # "CPU[" or "0[", "1[", ...
     active = [m for m in meters if "offline" not in m]
     offline = len(meters) - len(active)
     ok = len(active) == VISIBLE_CPUS and len(meters) == host.cpus
-    return (
-        Verdict(
-            f"{len(active)} CPU meter; the other host CPUs shown 'offline'",
-            ok,
-            f"meters {meters!r}",
-        )
-        if offline
-        else Verdict(f"{len(active)} CPU meter", ok, f"meters {meters!r}")
-    )
+    if len(active) == host.cpus != VISIBLE_CPUS:
+        shown = "a meter for every host CPU"
+    else:
+        shown = f"{len(active)} CPU meter{'s' if len(active) != 1 else ''}"
+    if offline:
+        shown += "; the other host CPUs shown 'offline'"
+    return Verdict(shown, ok, f"meters {meters!r}")
+
+
+def _cpuinfo_cores(out: str, host: Host) -> Verdict:
+    values = sorted(set(re.findall(r"^cpu cores\s*:\s*(\d+)", out, re.M)))
+    if values == [str(VISIBLE_CPUS)]:
+        return Verdict(str(VISIBLE_CPUS), True)
+    shown = "the host CPU's" if values == [host.cpu_cores] else ", ".join(values)
+    return Verdict(shown, False, f"got {values}, want [{VISIBLE_CPUS!r}]")
 
 
 def _htop_memory(out: str, host: Host) -> Verdict:
@@ -236,6 +249,30 @@ ROWS: tuple[Row, ...] = (
         "/proc/uptime",
         ("uptime",),
         exact(r"(up [^,]+),", "up 0 min"),
+    ),
+    Row(
+        "cpuinfo-processors",
+        "/proc/cpuinfo",
+        "`grep -c ^processor`",
+        "/proc/cpuinfo",
+        ("grep", "-c", "^processor", "/proc/cpuinfo"),
+        exact(r"^(\d+)$", str(VISIBLE_CPUS)),
+    ),
+    Row(
+        "cpuinfo-cores",
+        "/proc/cpuinfo",
+        "`grep 'cpu cores'`",
+        "/proc/cpuinfo",
+        ("grep", "cpu cores", "/proc/cpuinfo"),
+        _cpuinfo_cores,
+    ),
+    Row(
+        "lscpu-online",
+        "util-linux `lscpu`",
+        "On-line CPU(s) list",
+        "/sys/devices/system/cpu/online",
+        ("lscpu",),
+        exact(r"^On-line CPU\(s\) list:\s+(\S+)$", "0"),
     ),
     Row(
         "htop-cpus",
@@ -412,6 +449,56 @@ UNMEASURED: tuple[Unmeasured, ...] = (
 )
 
 
+def host_facts() -> Host:
+    """The facts of this machine (read outside any container)."""
+    meminfo = Path("/proc/meminfo").read_text()
+    memtotal_kb = int(meminfo.split("MemTotal:")[1].split()[0])
+    uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+    cores = re.search(r"^cpu cores\s*:\s*(\d+)", Path("/proc/cpuinfo").read_text(), re.M)
+    return Host(
+        cpus=os.cpu_count() or 1,
+        memtotal_kb=memtotal_kb,
+        uptime_s=uptime_s,
+        cpu_cores=cores.group(1) if cores else "",
+    )
+
+
+def measure_all(rootfs: Path, mount_dir: Path) -> dict[str, tuple[Verdict, str]]:
+    """Run every row in fresh runc containers with the matrix limits; key → (verdict, output).
+
+    Each distinct command runs once per container; containers are removed afterwards.
+    """
+    from runc_harness import Resources, runc_session
+
+    limits = {
+        "memory": LIMIT_MEMORY,
+        "memory_swap": LIMIT_MEMORY,
+        "cpu_quota": LIMIT_CPU_QUOTA_US,
+        "cpu_period": LIMIT_CPU_PERIOD_US,
+    }
+    with runc_session() as runc:
+        containers = {
+            "main": runc.start(rootfs, resources=Resources(**limits), mount_dir=mount_dir),
+            "cpuset": runc.start(
+                rootfs, resources=Resources(cpuset="0", **limits), mount_dir=mount_dir
+            ),
+        }
+        host = host_facts()
+        outputs: dict[tuple[str, tuple[str, ...]], str] = {}
+        results = {}
+        for row in ROWS:
+            if (row.container, row.command) not in outputs:
+                proc = containers[row.container].exec(row.command, check=False)
+                outputs[row.container, row.command] = (
+                    proc.stdout
+                    if proc.returncode == 0
+                    else f"exit {proc.returncode}: {proc.stderr}"
+                )
+            output = outputs[row.container, row.command]
+            results[row.key] = (measure_row(row, output, host), output)
+    return results
+
+
 def measure_row(row: Row, output: str, host: Host) -> Verdict:
     """Judge one program's output."""
     try:
@@ -447,6 +534,8 @@ def render(columns: Mapping[str, Mapping[str, str]]) -> str:
         "kube-lxcfs files bound over /proc and /sys/devices/system/cpu exactly as the webhook",
         "injects them, each program below was run and its answer judged by the test; every value",
         "in the table is the measured one (host-dependent answers are named, not numbered).",
+        "The lxcfs column is the same run with Debian's lxcfs serving the files, recorded for",
+        "comparison.",
         "",
         head,
         rule,

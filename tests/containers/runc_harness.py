@@ -281,6 +281,8 @@ class Runc:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kube-lxcfs-runc-")))
     cgroup_prefix: str = CGROUP_PREFIX
     _ids: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    """Every container id this instance made (for leak checks)."""
 
     @property
     def state_root(self) -> Path:
@@ -305,6 +307,7 @@ class Runc:
         config = oci_config(rootfs, args, resources, cgroups_path, mount_dir=mount_dir, env=env)
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
         self._ids.append(container_id)
+        self.created.append(container_id)
         return container_id, bundle, cgroups_path
 
     def run(
@@ -379,6 +382,14 @@ class Runc:
             _rmdir_with_deadline(directory)
         with contextlib.suppress(ValueError):
             self._ids.remove(container_id)
+
+    def leaked_cgroups(self) -> list[Path]:
+        """Cgroup directories of this instance's containers that still exist."""
+        return [
+            directory
+            for container_id in self.created
+            for directory in cgroup_dirs(f"{self.cgroup_prefix}-{container_id}")
+        ]
 
     def cleanup(self) -> None:
         """Delete every container still known, then the state and bundles."""

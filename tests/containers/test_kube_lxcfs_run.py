@@ -33,10 +33,20 @@ signal.pause()
 
 
 def run_leftovers() -> list[Path]:
-    """Cgroups of ``kube-lxcfs run`` that still exist."""
-    return sorted(CGROUP_ROOT.glob("*/kube-lxcfs-run-*")) + sorted(
+    """Cgroups of ``kube-lxcfs run`` processes that have exited (leaks, not runs in progress).
+
+    Other runs, e.g. of other checkouts' tests, may be going on at the same time: a cgroup of
+    a live runner is theirs, not a leak.
+    """
+    found = sorted(CGROUP_ROOT.glob("*/kube-lxcfs-run-*")) + sorted(
         CGROUP_ROOT.glob("kube-lxcfs-run-*")
     )
+    return [path for path in found if not _runner_alive(path)]
+
+
+def _runner_alive(cgroup: Path) -> bool:
+    pid = cgroup.name.removeprefix("kube-lxcfs-run-").split("-", 1)[0]
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
 @pytest.fixture(autouse=True)

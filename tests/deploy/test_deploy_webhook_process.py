@@ -64,7 +64,9 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                url, timeout=2
+            ) as answer:
                 if answer.status == 200:
                     return
         except OSError:
@@ -151,3 +153,15 @@ def test_self_provisioning_needs_the_namespace(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "--namespace" in proc.stderr
+
+
+def test_help_documents_the_self_provisioning_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["webhook", "--help"])
+    out = " ".join(capsys.readouterr().out.split()).replace(" ", "")
+    for flag, env in (
+        ("--self-provision-secret", "KUBE_LXCFS_WEBHOOK_SELF_PROVISION_SECRET"),
+        ("--webhook-config", "KUBE_LXCFS_WEBHOOK_WEBHOOK_CONFIG"),
+        ("--webhook-service", "KUBE_LXCFS_WEBHOOK_WEBHOOK_SERVICE"),
+    ):
+        assert flag in out and env in out

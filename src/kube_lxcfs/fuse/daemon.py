@@ -11,7 +11,8 @@ Lifecycle:
    (ENOTCONN) is detached; a live mount there is an error;
 3. libfuse mounts and runs a single-threaded loop (the fastest measured option:
    renders are CPU-bound, so threads only add GIL hand-offs) until SIGTERM,
-   SIGINT or SIGHUP, then unmounts;
+   SIGINT or SIGHUP (awaited by :mod:`kube_lxcfs.fuse.stop`), then unmounts; a
+   loop that ends without one is a failure (exit 1);
 4. the tree's background work (loadavg sampler) is stopped, the pidfile removed.
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 
 from kube_lxcfs.fuse.mounts import MountState, lazy_unmount, mount_at, mount_state
 from kube_lxcfs.fuse.operations import TreeOperations
+from kube_lxcfs.fuse.stop import StopSignals
 from kube_lxcfs.repair.hook import RestartHandling
 from kube_lxcfs.vfs import FsOptions, VirtualTree
 
@@ -139,12 +141,17 @@ def serve(
     tree: VirtualTree,
     mountpoint: Path,
     options: Mapping[str, str | bool],
+    *,
     debug: bool = False,
     on_ready: Callable[[], None] | None = None,
+    stop: StopSignals | None = None,
 ) -> None:
     """Mount ``tree`` at ``mountpoint`` and serve it until a signal ends the loop.
 
-    Returns after libfuse unmounted.  Raises :class:`DaemonError` if the mount failed.
+    Returns after libfuse unmounted.  Raises :class:`DaemonError` if the mount failed
+    or the loop ended for another reason than a stop signal.  ``stop`` owns the stop
+    signals and knows whether one arrived; without it libfuse's own handlers end
+    the loop and a gone mount is taken as a clean stop.
     """
     mfusepy = _load_binding()
     operations = TreeOperations(
@@ -161,12 +168,18 @@ def serve(
             debug=debug,
             **{"fsname": FSNAME, "subtype": SUBTYPE, **options},
         )
+        code = 0
     except RuntimeError as exc:
-        # libfuse's fuse_main returns 8 when its loop ended by a signal it handled
-        # (SIGTERM/SIGINT/SIGHUP), after unmounting; anything else is a failure.
-        code = exc.args[0] if exc.args else None
-        if code != 8 or mount_at(mountpoint) is not None:
-            raise DaemonError(f"FUSE failed on {mountpoint} (libfuse code {code})") from exc
+        # fuse_main's codes: 8 when the loop ended with an error or by a signal libfuse
+        # handled itself; others when mounting failed (libfuse printed why on stderr)
+        code = exc.args[0] if exc.args else -1
+    if stop is not None:
+        if stop.received is None:
+            why = "the mount went away" if code == 0 else f"libfuse code {code}"
+            raise DaemonError(f"FUSE stopped serving {mountpoint} without a stop signal ({why})")
+        return
+    if code not in (0, 8) or mount_at(mountpoint) is not None:
+        raise DaemonError(f"FUSE failed on {mountpoint} (libfuse code {code})")
 
 
 @dataclass
@@ -191,9 +204,15 @@ class Daemon:
         restart = self.restart
         if restart is not None:
             restart.before_serve()  # before any thread starts: they inherit its signal mask
+        stop = None
+        if restart is None or restart.on_stop != "detach":  # detach mode owns the signals
+            stop = StopSignals(mountpoint)
+            stop.install()
 
         def on_ready() -> None:
             log.info("serving %s", mountpoint)
+            if stop is not None:
+                stop.loop_ready()
             if restart is not None:
                 restart.on_ready()  # only starts threads: never holds the request loop
 
@@ -217,8 +236,11 @@ class Daemon:
                     options,
                     debug=self.debug,
                     on_ready=on_ready,
+                    stop=stop,
                 )
             finally:
+                if stop is not None:
+                    stop.restore()
                 if restart is not None:
                     restart.after_serve()
                 if listener is not None:
