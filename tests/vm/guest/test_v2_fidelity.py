@@ -18,30 +18,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "containers"))
 
-from fidelity import (
-    LIMIT_CPU_PERIOD_US,
-    LIMIT_CPU_QUOTA_US,
-    LIMIT_MEMORY,
-    ROWS,
-    Host,
-    Row,
-    Verdict,
-    measure_row,
-)
+from fidelity import ROWS, Row, Verdict, measure_all
 from rootfs import FULL, READY_MARK, ensure_rootfs
-from runc_harness import Resources, leftover_cgroups, runc_session
+from runc_harness import leftover_cgroups
 
 from support.fsdaemons import RunningFs
 
 RESULTS = Path(os.environ.get("KUBE_LXCFS_VM_RESULTS", "/mnt/results"))
 MEASURED_FILE = RESULTS / "measured-cgroup-v2.json"
-
-
-def guest_facts() -> Host:
-    meminfo = Path("/proc/meminfo").read_text()
-    memtotal_kb = int(meminfo.split("MemTotal:")[1].split()[0])
-    uptime_s = float(Path("/proc/uptime").read_text().split()[0])
-    return Host(cpus=os.cpu_count() or 1, memtotal_kb=memtotal_kb, uptime_s=uptime_s)
 
 
 @pytest.fixture(scope="module")
@@ -56,33 +40,11 @@ def full_rootfs() -> Path:
 
 @pytest.fixture(scope="module")
 def measurements(full_rootfs: Path, ours: RunningFs) -> Iterator[dict[str, tuple[Verdict, str]]]:
-    limits = {
-        "memory": LIMIT_MEMORY,
-        "memory_swap": LIMIT_MEMORY,
-        "cpu_quota": LIMIT_CPU_QUOTA_US,
-        "cpu_period": LIMIT_CPU_PERIOD_US,
-    }
     before = set(leftover_cgroups())
-    with runc_session() as runc:
-        containers = {
-            "main": runc.start(
-                full_rootfs, resources=Resources(**limits), mount_dir=ours.mountpoint
-            ),
-            "cpuset": runc.start(
-                full_rootfs, resources=Resources(cpuset="0", **limits), mount_dir=ours.mountpoint
-            ),
-        }
-        host = guest_facts()
-        results = {}
-        for row in ROWS:
-            proc = containers[row.container].exec(row.command, check=False)
-            output = (
-                proc.stdout if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr}"
-            )
-            results[row.key] = (measure_row(row, output, host), output)
-        shown = {key: verdict.shown for key, (verdict, _) in results.items()}
-        MEASURED_FILE.write_text(json.dumps(shown, indent=1, ensure_ascii=False) + "\n")
-        yield results
+    results = measure_all(full_rootfs, ours.mountpoint)
+    shown = {key: verdict.shown for key, (verdict, _) in results.items()}
+    MEASURED_FILE.write_text(json.dumps(shown, indent=1, ensure_ascii=False) + "\n")
+    yield results
     assert set(leftover_cgroups()) == before, "runc left cgroups behind"
 
 
