@@ -131,8 +131,8 @@ def _phys_pages(out: str, host: Host) -> Verdict:
 
 def _busybox_uptime(out: str, host: Host) -> Verdict:
     shown = _field(r"up\s+(.+?),\s+\d+ users?", out)
-    # The container is seconds old; the host has been up for minutes.
-    ok = host.uptime_s >= 120 and shown != "0 min"
+    # The container is seconds old; the host (or the test VM) has been up for a minute or more.
+    ok = host.uptime_s >= 60 and shown != "0 min"
     return Verdict("host's uptime (sysinfo(2))", ok, f"got 'up {shown}'")
 
 
@@ -178,11 +178,13 @@ def _htop_memory(out: str, host: Host) -> Verdict:
 
 PY = ("python3", "-c")
 NODE = ("node", "-e")
+# htop needs a few screen updates; under emulation (the cgroup v2 VM) everything is slower.
+HTOP_SECONDS = 2 * float(os.environ.get("KUBE_LXCFS_TEST_SLOWDOWN", "1"))
 HTOP = (
     "sh",
     "-c",
-    "TERM=xterm COLUMNS=100 LINES=24 timeout -s INT 2 script -qfec 'htop -d 100' /dev/null"
-    " | head -c 4000",
+    f"TERM=xterm COLUMNS=100 LINES=24 timeout -s INT {HTOP_SECONDS:g} "
+    "script -qfec 'htop -d 100' /dev/null | head -c 4000",
 )
 
 ROWS: tuple[Row, ...] = (
