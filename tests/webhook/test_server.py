@@ -260,3 +260,26 @@ def test_ipv6_dual_stack_address(tmp_path: Path) -> None:
         # 127.0.0.1 reaches a "::" listener through IPv4-mapped addresses.
         server.connect().admit(load("bare-pod.json"))
         assert server.health("/readyz")[0] == 200
+
+
+def test_4xx_answers_keep_the_connection_usable(server: WebhookProcess) -> None:
+    conn = server.connect()
+    assert conn.post(b"{}", path="/validate")[0] == 404
+    assert conn.post(b"{not json")[0] == 400
+    assert conn.post(b"{}", **{"Content-Type": "text/plain"})[0] == 415
+    conn.admit(load("bare-pod.json"))
+    assert conn.connects == 1
+
+
+def test_http_1_0_closes_after_the_answer(server: WebhookProcess) -> None:
+    body = json.dumps(load("bare-pod.json")).encode()
+    with raw_tls(server.port, server.client_context()) as sock:
+        sock.sendall(
+            b"POST /mutate HTTP/1.0\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        answer = b""
+        while chunk := sock.recv(65536):  # ends only if the server closes
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer
