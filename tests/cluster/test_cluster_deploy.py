@@ -290,3 +290,14 @@ def test_self_provisioned_webhook_is_trusted_by_the_api_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_cert_manager_variant_without_cert_manager_is_explained(kubeconfig: Path) -> None:
+    proc = _kl(kubeconfig, "install", "-n", NS, "--set", "certManager.enabled=true")
+    try:
+        assert proc.returncode == 1
+        assert "cert-manager is not installed: its Issuer API is missing" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    finally:
+        done = _kl(kubeconfig, "uninstall", "-n", NS, "--set", "certManager.enabled=true", "--wait")
+        assert done.returncode == 0, done.stdout + done.stderr
