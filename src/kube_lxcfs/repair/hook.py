@@ -21,7 +21,6 @@ daemon is down, and the next start puts the files back.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -30,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from kube_lxcfs.fuse.stop import loop_exit_callable as _fuse_exit_callable
 from kube_lxcfs.repair import syscalls
 from kube_lxcfs.repair.engine import DEFAULT_STATE_DIR, RepairError, RepairMetrics, detach, repair
 from kube_lxcfs.repair.mountinfo import parse_mountinfo, topmost_at
@@ -39,25 +39,6 @@ log = logging.getLogger("kube_lxcfs.repair")
 
 ON_STOP_CHOICES = ("keep", "detach")
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
-
-
-def _fuse_exit_callable() -> Callable[[], None] | None:
-    """A function ending the current libfuse loop, captured inside a FUSE request.
-
-    libfuse's ``fuse_exit`` needs the ``struct fuse`` pointer, which is only
-    reachable through ``fuse_get_context()`` while a request (here: init) runs.
-    """
-    try:
-        import mfusepy
-
-        libfuse = mfusepy._libfuse
-        pointer = libfuse.fuse_get_context().contents.fuse
-    except (ImportError, AttributeError, ValueError, OSError):
-        return None
-    if not pointer:
-        return None
-    handle = ctypes.c_void_p(pointer)  # a bare int would be passed as a 32-bit C int
-    return lambda: libfuse.fuse_exit(handle)
 
 
 def dead_mount_device(mount_dir: str) -> tuple[int, int] | None:
