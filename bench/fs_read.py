@@ -17,9 +17,11 @@ Usage (as root)::
 
 Scale rows move one reader through 1, 100 and 500 distinct cgroups (it joins the
 next cgroup every few reads; the move itself is not timed) and then repeat the
-1-cgroup row on the daemon that has seen them all.  The stall row makes one
+1-cgroup row on the daemon that has seen them all.  The stall rows make one
 cgroup's cgroup reads take 50 ms inside kube-lxcfs (fault injection through
-``KUBE_LXCFS_FAULT_STALL``) and measures the other readers' latency.
+``KUBE_LXCFS_FAULT_STALL``, see kube_lxcfs.cgroups.reader): four unpinned meminfo
+readers, one of them in the stalled cgroup; the row shows the three others'
+latency, next to the same layout without a stalled reader on the same daemon.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ FILES = (
     "sys/devices/system/cpu/online",
 )
 READY_TIMEOUT = 20.0
+STALL_MS = 50
 
 
 # --- the reader ----------------------------------------------------------------
@@ -209,8 +212,13 @@ def measure(
     hop_every: int = 0,
     label: str | None = None,
     scenario: str = "main",
+    skip_readers: int = 0,
 ) -> Row:
-    """Run ``readers`` readers of one file for ``duration`` seconds; one row."""
+    """Run ``readers`` readers of one file for ``duration`` seconds; one row.
+
+    Reader ``i`` runs in ``cgroups[i % len(cgroups)]``; the first ``skip_readers``
+    readers run but are left out of the figures (the stalled reader of the stall rows).
+    """
     all_cpus = set(range(os.cpu_count() or 1))
     cpus = {0} if pinned else all_cpus
     pin_daemon(target.daemon_pid, cpus)
@@ -245,19 +253,20 @@ def measure(
             if p.returncode != 0:
                 raise RuntimeError(f"reader of {path} failed with {p.returncode}")
         total = sum(int(o.split()[0]) for o in outputs)
-        size = int(outputs[0].split()[1])
+        counted = sum(int(o.split()[0]) for o in outputs[skip_readers:])
+        size = int(outputs[skip_readers].split()[1])
         latencies = array("Q")
-        for i in range(readers):
+        for i in range(skip_readers, readers):
             latencies.frombytes(Path(tmp, f"lat{i}").read_bytes())
     ordered = sorted(latencies)
     pct = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000  # noqa: E731
     return Row(
         target=label or target.name,
         file=file,
-        readers=readers,
+        readers=readers - skip_readers,
         mode="pinned" if pinned else "unpinned",
-        cgroups=len(cgroups),
-        reads_per_s=total / duration,
+        cgroups=len(set(map(id, cgroups))),
+        reads_per_s=counted / duration,
         p50_us=pct(0.50),
         p99_us=pct(0.99),
         daemon_us_per_read=(cpu_after - cpu_before) * 1e6 / max(1, total),
@@ -361,6 +370,10 @@ def run(quick: bool, targets: Sequence[str]) -> list[Row]:
             counts=scale_counts,
             duration=duration,
         )
+        if kl is not None:
+            rows += stall_rows(
+                reader, main_cg=main_cg, prefix=prefix, limits=limits, duration=duration
+            )
     add_ratios(rows)
     return rows
 
@@ -416,6 +429,48 @@ def scale_rows(
     return rows
 
 
+def stall_rows(
+    reader: Path,
+    *,
+    main_cg: TransientCgroup,
+    prefix: str,
+    limits: Limits,
+    duration: float,
+) -> list[Row]:
+    """Other readers' latency while one reader's cgroup stalls ``STALL_MS`` per lookup.
+
+    A separate kube-lxcfs daemon with the fault injected; first three readers in the
+    benchmark cgroup alone (the reference), then the same three plus one reader in
+    the stalled cgroup (left out of the figures).
+    """
+    rows: list[Row] = []
+    stalled_name = f"{prefix}/stalled"
+    with (
+        create_cgroup(stalled_name, limits) as stalled,
+        kube_lxcfs_target(stall=f"{stalled_name}={STALL_MS}") as target,
+    ):
+        check_virtual(target, main_cg, limits)
+        for label, cgroups, skip in (
+            (f"{target.name} (no stall)", [main_cg] * 3, 0),
+            (f"{target.name} (1 of 4 stalls)", [stalled, main_cg, main_cg, main_cg], 1),
+        ):
+            row = measure(
+                reader,
+                target,
+                file="proc/meminfo",
+                cgroups=cgroups,
+                readers=len(cgroups),
+                pinned=False,
+                duration=duration,
+                label=label,
+                scenario="stall",
+                skip_readers=skip,
+            )
+            rows.append(row)
+            print_row(row)
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds: CI smoke")
@@ -433,6 +488,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = run(args.quick, args.targets.split(","))
     print()
     print_table(rows)
+    stall = [r for r in rows if r.scenario == "stall"]
+    if len(stall) == 2 and stall[0].p99_us:
+        print(
+            f"\nstall: the other readers' p99 {stall[1].p99_us:.0f} us with one reader's cgroup "
+            f"stalling {STALL_MS} ms, {stall[0].p99_us:.0f} us without "
+            f"(x{stall[1].p99_us / stall[0].p99_us:.2f})"
+        )
     print(f"\n{len(rows)} rows in {time.monotonic() - started:.1f}s")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))

@@ -44,10 +44,14 @@ class ProcessResolver:
 
     def cgroups(self, pid: int) -> tuple[CgroupEntry, ...]:
         """The parsed /proc/<pid>/cgroup."""
+        return parse_proc_cgroup(self.cgroup_text(pid))
+
+    def cgroup_text(self, pid: int) -> str:
+        """The raw /proc/<pid>/cgroup (a cache key: equal text, equal cgroups)."""
         text = self._read(pid, "cgroup")
         if not text:
             raise CgroupUnavailable(f"process {pid} has exited")
-        return parse_proc_cgroup(text)
+        return text
 
     def pid_namespace(self, pid: int) -> str:
         """The identity of the pid namespace of ``pid`` (the ``ns/pid`` link text)."""

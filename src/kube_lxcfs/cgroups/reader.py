@@ -8,7 +8,11 @@ Ancestor walks (minimum limits, effective cpuset) happen here.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from kube_lxcfs.cgroups.errors import CgroupUnavailable, ParseError
@@ -37,6 +41,41 @@ from kube_lxcfs.cgroups.snapshot import (
     MemorySnapshot,
     MemoryStat,
 )
+
+log = logging.getLogger(__name__)
+
+FAULT_STALL_ENV = "KUBE_LXCFS_FAULT_STALL"
+"""Fault injection for tests and benchmarks: ``SUBSTRING=MS`` makes every cgroup
+lookup of a cgroup whose path contains SUBSTRING sleep MS milliseconds, as if its
+files were slow to read (a cgroup under heavy memory pressure).  Read once, when
+the daemon builds its tree; unset in production."""
+
+
+@dataclass(frozen=True, slots=True)
+class StallFault:
+    """An injected delay for the cgroups whose path contains ``substring``."""
+
+    substring: str
+    seconds: float
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> StallFault | None:
+        """The fault ``KUBE_LXCFS_FAULT_STALL`` asks for; ``None`` if unset or malformed."""
+        text = environ.get(FAULT_STALL_ENV, "")
+        if not text:
+            return None
+        substring, sep, millis = text.rpartition("=")
+        try:
+            seconds = float(millis) / 1000
+        except ValueError:
+            seconds = -1.0
+        if not sep or not substring or seconds < 0:
+            log.error(
+                "ignoring %s=%r: expected CGROUP_SUBSTRING=MILLISECONDS", FAULT_STALL_ENV, text
+            )
+            return None
+        log.warning("fault injection: cgroups matching %r stall %.0f ms", substring, seconds * 1000)
+        return cls(substring, seconds)
 
 
 def read_text(path: str) -> str:
@@ -355,15 +394,24 @@ class CgroupReader:
     its namespace init) and picks the hierarchy and back-end per controller.
     """
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, stall: StallFault | None = None) -> None:
         self.layout = layout
+        self.stall = stall
 
     def locate(self, entries: tuple[CgroupEntry, ...], controller: str) -> tuple[Hierarchy, str]:
         """The hierarchy and cgroup path answering ``controller`` for these entries."""
         h = self.layout.hierarchy(controller)
         if h is None:
             raise CgroupUnavailable(f"no {controller} hierarchy is mounted")
-        return h, cgroup_of(entries, h)
+        cgroup = cgroup_of(entries, h)
+        if self.stall is not None:
+            self._stall(cgroup)
+        return h, cgroup
+
+    def _stall(self, cgroup: str) -> None:
+        assert self.stall is not None
+        if self.stall.substring in cgroup:
+            time.sleep(self.stall.seconds)
 
     @staticmethod
     def backend(h: Hierarchy) -> Backend:
@@ -415,6 +463,8 @@ class CgroupReader:
         cg = cgroup_of(entries, h)
         if cg == "/":
             return None
+        if self.stall is not None:
+            self._stall(cg)
         return self.backend(h).pressure(h, cg, resource)
 
     def tasks(self, h: Hierarchy, cgroup: str, depth: int = 3) -> list[int]:
