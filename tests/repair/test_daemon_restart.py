@@ -137,3 +137,22 @@ def test_a_second_daemon_of_the_same_name_leaves_the_first_ones_containers_alone
         )
     finally:
         other.close()
+
+
+def test_a_fresh_daemon_on_another_directory_takes_nothing(
+    tmp_path: Path, daemon: KubeLxcfsSource, holders
+) -> None:
+    """A private daemon (e.g. of `kube-lxcfs run`) with no history of its own directory
+    leaves another daemon's stale mounts alone, even with the same name."""
+    mine = holders(daemon.mount_dir, FILES)
+    daemon.kill9()
+    private = KubeLxcfsSource(tmp_path / "private", fsname=daemon.fsname)
+    try:
+        private.start()
+        wait_for(private.repaired, what="private daemon's repair summary")
+        assert "repaired" not in private.log().split("repair:")[-1]
+        with pytest.raises(OSError) as exc:
+            mine.read(mine.targets["proc/meminfo"])
+        assert exc.value.errno == errno.ENOTCONN
+    finally:
+        private.close()

@@ -153,15 +153,16 @@ def run_in_namespace(
     """Carry out ``actions`` inside ``ns`` from a forked child; one result per action."""
     if not actions:
         return []
+    pid = ns.pid
     try:
-        ns_fd = os.open(f"/proc/{ns.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        ns_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         return _all(actions, gone=exc.errno in (errno.ENOENT, errno.ESRCH), why=exc)
     try:
         if os.fstat(ns_fd).st_ino != ns.inode:
             return _all(actions, gone=True, why="the process left the namespace")
         try:
-            root_fd = os.open(f"/proc/{ns.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            root_fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             return _all(actions, gone=exc.errno in (errno.ENOENT, errno.ESRCH), why=exc)
         try:

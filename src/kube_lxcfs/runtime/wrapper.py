@@ -20,10 +20,11 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kube_lxcfs.runtime.spec import (
@@ -122,8 +123,29 @@ def parse_invocation(argv: Sequence[str], cwd: str) -> Invocation:
     return Invocation(command, os.path.join(cwd, bundle))
 
 
+def listener_answers(path: str | None) -> bool:
+    """Whether the node daemon accepts connections on its seccomp socket.
+
+    runc refuses to start a container whose ``listenerPath`` it cannot reach, so
+    without a live daemon the container gets the files but no sysinfo rule.
+    """
+    if not path:
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def edit_bundle(bundle: str, settings: WrapSettings) -> str:
     """Rewrite ``bundle``/config.json in place (atomically); return a log line."""
+    if settings.seccomp_socket and not listener_answers(settings.seccomp_socket):
+        settings = replace(settings, seccomp_socket=None)
     config = Path(bundle, "config.json")
     spec = json.loads(config.read_text())
     wrapped, report = wrap_spec(spec, settings)
