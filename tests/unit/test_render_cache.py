@@ -8,7 +8,7 @@ import time
 import pytest
 
 from kube_lxcfs.cgroups.reader import StallFault
-from kube_lxcfs.render_cache import CachePolicy, CgroupSlow, RenderCache
+from kube_lxcfs.render_cache import CachePolicy, CgroupSlow, RenderCache, TtlCache
 
 
 class Clock:
@@ -142,3 +142,27 @@ def test_cgroups_that_come_and_go_leave_nothing_behind() -> None:
 )
 def test_stall_fault_from_env(value: str, expected: StallFault | None) -> None:
     assert StallFault.from_env({"KUBE_LXCFS_FAULT_STALL": value}) == expected
+
+
+def test_ttl_cache_keeps_values_for_their_ttl_and_prunes_the_rest() -> None:
+    clock = Clock()
+    cache = TtlCache(clock)
+    calls: list[str] = []
+
+    def compute(key: str) -> str:
+        calls.append(key)
+        return key.upper()
+
+    assert cache.get("a", 0.5, lambda: compute("a")) == "A"
+    clock.now += 0.4
+    assert cache.get("a", 0.5, lambda: compute("a")) == "A"
+    clock.now += 0.2
+    assert cache.get("a", 0.5, lambda: compute("a")) == "A"
+    assert calls == ["a", "a"]
+    assert cache.get("b", 0.0, lambda: compute("b")) == "B"  # ttl 0: never kept
+    assert cache.get("b", 0.0, lambda: compute("b")) == "B"
+    assert calls == ["a", "a", "b", "b"]
+    for i in range(1000):  # keys that come and go
+        clock.now += 0.01
+        cache.get(i, 0.5, lambda: "x")
+        assert len(cache) <= 2 * 50 + 2
