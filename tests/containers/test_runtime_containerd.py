@@ -1,5 +1,8 @@
 """containerd (Debian's) with ``kube-lxcfs-runc`` as its runc binary: the checks via ``ctr run``.
 
+Also ``setup-node`` for real: containerd accepts the config it edits, and the zipapp
+it installs runs containers as containerd's runc binary on its own.
+
 containerd starts the wrapper exactly as it would on a node whose runtime handler
 points ``BinaryName`` at it (``ctr run --runc-binary``).  The image is built here from
 the static busybox rootfs plus the static sysinfo probe, imported from a tarball.
@@ -18,6 +21,7 @@ from pathlib import Path
 import pytest
 from containerd_harness import Containerd, build_oci_archive, running_containerd
 
+from kube_lxcfs.runtime.install import CONTAINERD_CONFIG, ZIPAPP, setup_node
 from support.fsdaemons import start_kube_lxcfs
 
 HERE = Path(__file__).parent
@@ -136,3 +140,70 @@ def test_ctr_run_without_the_wrapper_sees_the_host(containerd: Containerd) -> No
     assert proc.returncode == 0, proc.stderr
     assert probe_values(proc.stdout)["totalram"] > LIMIT
     assert os.path.exists("/proc/meminfo")
+
+
+@pytest.fixture
+def host_root(tmp_path: Path) -> Path:
+    config = tmp_path / CONTAINERD_CONFIG.lstrip("/")
+    config.parent.mkdir(parents=True)
+    default = subprocess.run(
+        ["containerd", "config", "default"], capture_output=True, text=True, check=True
+    ).stdout
+    config.write_text(default)
+    return tmp_path
+
+
+def test_containerd_loads_the_registered_handler(host_root: Path) -> None:
+    version = sys.version_info[:2]
+    report = setup_node(host_root, python_version=(version[0], version[1]))
+    assert report.ok, report.lines
+    dump = subprocess.run(
+        [
+            "containerd",
+            "--config",
+            str(host_root / CONTAINERD_CONFIG.lstrip("/")),
+            "config",
+            "dump",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    table, options = dump.split("runtimes.kube-lxcfs]", 1)[1].split("runtimes.kube-lxcfs.options]")
+    assert 'runtime_type = "io.containerd.runc.v2"' in table
+    assert 'BinaryName = "/usr/local/bin/kube-lxcfs-runc"' in options.split("\n[", 1)[0]
+
+
+def test_installed_zipapp_runs_containers_for_containerd(
+    host_root: Path, containerd: Containerd, wrapper_binary: Path, tmp_path: Path
+) -> None:
+    """The zipapp alone (no package on sys.path) is containerd's runc binary."""
+    version = sys.version_info[:2]
+    assert setup_node(host_root, python_version=(version[0], version[1])).ok
+    zipapp = host_root / ZIPAPP.lstrip("/")
+    # Same settings as the wrapper fixture, but the code comes only from the zipapp.
+    settings = [
+        line
+        for line in wrapper_binary.read_text().splitlines()
+        if line.startswith("export KUBE_LXCFS")
+    ]
+    launcher = tmp_path / "kube-lxcfs-runc"
+    launcher.write_text(
+        "#!/bin/sh\n" + "\n".join(settings) + f'\nexec {sys.executable} -I "{zipapp}" "$@"\n'
+    )
+    launcher.chmod(0o755)
+    proc = containerd.ctr(
+        "run",
+        "--rm",
+        "--runc-binary",
+        str(launcher),
+        "--memory-limit",
+        str(LIMIT),
+        IMAGE,
+        f"z{uuid.uuid4().hex[:8]}",
+        "sysinfo-probe",
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert probe_values(proc.stdout)["totalram"] == LIMIT
