@@ -79,17 +79,23 @@ def test_dry_run_lists_exactly_the_stale_mounts(lxcfs, holders, tmp_path: Path) 
     assert all(reads_enotconn(a, t) for t in a.targets.values())
 
 
-def test_repair_restores_reads_keeps_read_only_and_second_pass_is_noop(lxcfs, holders) -> None:
+@pytest.mark.parametrize("strategy", [Strategy.AUTO, Strategy.REPLACE])
+def test_repair_restores_reads_keeps_read_only_and_second_pass_is_noop(
+    lxcfs, holders, strategy: Strategy
+) -> None:
+    """``auto`` swaps beneath (this kernel); ``replace`` is the path of kernels 5.2-6.4."""
     a = holders(lxcfs.mount_dir, FILES)
     b = holders(lxcfs.mount_dir, FILES)
     lxcfs.kill9()
     lxcfs.start()
     assert all(reads_enotconn(h, t) for h in (a, b) for t in h.targets.values())
 
-    report = repair(str(lxcfs.mount_dir))
+    report = repair(str(lxcfs.mount_dir), strategy=strategy)
 
     assert report.failed == []
-    assert [o.status for o in mine(report, a, b)] == ["repaired"] * 6  # 2 files + mount dir, twice
+    assert [o.status for o in mine(report, a, b)] == ["repaired"] * 6
+    method = "beneath" if strategy is Strategy.AUTO else "replace"
+    assert {o.method for o in mine(report, a, b)} == {method}  # 2 files + mount dir, twice
     for h in (a, b):
         assert h.read(h.targets["proc/meminfo"]).startswith("MemTotal:")
         assert float(h.read(h.targets["proc/uptime"]).split()[0]) >= 0

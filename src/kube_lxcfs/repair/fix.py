@@ -32,7 +32,7 @@ import json
 import os
 import select
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from kube_lxcfs.repair import syscalls
@@ -81,12 +81,6 @@ class ActionResult:
     method: str = ""
     reason: str = ""
     gone: bool = False
-
-
-@dataclass(slots=True)
-class _Prepared:
-    actions: list[Action] = field(default_factory=list)
-    results: list[ActionResult] = field(default_factory=list)
 
 
 def mount_attrs_of(entry: MountEntry) -> tuple[int, int]:
