@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from runc_harness import Resources, Runc
 
-from support.fsdaemons import start_kube_lxcfs
+from support.fsdaemons import start_kube_lxcfs, wait_for
 
 HERE = Path(__file__).parent
 MiB = 1024 * 1024
@@ -184,3 +184,43 @@ def test_wrapper_without_a_listening_daemon_still_starts_containers(
     assert probe_values(proc.stdout)["totalram"] > LIMIT
     log = (tmp_path / "wrapper.log").read_text()
     assert "seccomp=unchanged" in log
+
+
+def test_daemon_restart_behaviour_is_the_documented_one(
+    probe_rootfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/runtime.md "Daemon restarts": processes filtered before the daemon died get
+    ENOSYS from sysinfo(2); ``exec`` needs the daemon; after the restart new containers
+    and new execs are answered again."""
+    socket = tmp_path / "seccomp.sock"
+    mountpoint = tmp_path / "mnt"
+    fs = start_kube_lxcfs(mountpoint, "--seccomp-socket", str(socket))
+    monkeypatch.setenv("KUBE_LXCFS_MOUNT_DIR", str(mountpoint))
+    monkeypatch.setenv("KUBE_LXCFS_SECCOMP_SOCKET", str(socket))
+    monkeypatch.setenv("KUBE_LXCFS_RUNTIME_CONFIG", str(tmp_path / "absent.json"))
+    runner = WrappedRunc()
+    try:
+        loop = (
+            "while true; do sysinfo-probe > /tmp/probe.new 2>&1; mv /tmp/probe.new /tmp/probe; done"
+        )
+        container = runner.start(
+            probe_rootfs, resources=Resources(memory=LIMIT), args=("sh", "-c", loop)
+        )
+        assert probe_values(container.output("sysinfo-probe"))["totalram"] == LIMIT
+        fs.stop()
+        failed = container.exec(["sysinfo-probe"], check=False)
+        assert failed.returncode != 0  # runc exec cannot reach the listener
+        fs = start_kube_lxcfs(mountpoint, "--seccomp-socket", str(socket))
+        assert probe_values(container.output("sysinfo-probe"))["totalram"] == LIMIT
+
+        # The init's filter lost its listener with the old daemon: ENOSYS from now on.
+        def init_sees_enosys() -> bool:
+            text = container.exec(["cat", "/tmp/probe"], check=False).stdout
+            return "Function not implemented" in text
+
+        wait_for(init_sees_enosys, timeout=20, what="the container init's probe to fail")
+        fresh = runner.run(probe_rootfs, ["sysinfo-probe"], resources=Resources(memory=LIMIT))
+        assert probe_values(fresh.stdout)["totalram"] == LIMIT
+    finally:
+        runner.cleanup()
+        fs.stop()

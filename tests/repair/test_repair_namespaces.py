@@ -79,17 +79,23 @@ def test_dry_run_lists_exactly_the_stale_mounts(lxcfs, holders, tmp_path: Path) 
     assert all(reads_enotconn(a, t) for t in a.targets.values())
 
 
-def test_repair_restores_reads_keeps_read_only_and_second_pass_is_noop(lxcfs, holders) -> None:
+@pytest.mark.parametrize("strategy", [Strategy.AUTO, Strategy.REPLACE])
+def test_repair_restores_reads_keeps_read_only_and_second_pass_is_noop(
+    lxcfs, holders, strategy: Strategy
+) -> None:
+    """``auto`` swaps beneath (this kernel); ``replace`` is the path of kernels 5.2-6.4."""
     a = holders(lxcfs.mount_dir, FILES)
     b = holders(lxcfs.mount_dir, FILES)
     lxcfs.kill9()
     lxcfs.start()
     assert all(reads_enotconn(h, t) for h in (a, b) for t in h.targets.values())
 
-    report = repair(str(lxcfs.mount_dir))
+    report = repair(str(lxcfs.mount_dir), strategy=strategy)
 
     assert report.failed == []
-    assert [o.status for o in mine(report, a, b)] == ["repaired"] * 6  # 2 files + mount dir, twice
+    assert [o.status for o in mine(report, a, b)] == ["repaired"] * 6
+    method = "beneath" if strategy is Strategy.AUTO else "replace"
+    assert {o.method for o in mine(report, a, b)} == {method}  # 2 files + mount dir, twice
     for h in (a, b):
         assert h.read(h.targets["proc/meminfo"]).startswith("MemTotal:")
         assert float(h.read(h.targets["proc/uptime"]).split()[0]) >= 0
@@ -228,16 +234,26 @@ def test_container_that_exits_during_repair_is_reported_gone(
     assert survivor.read(survivor.targets["proc/meminfo"]).startswith("MemTotal:")
 
 
-def test_namespace_we_cannot_enter_is_reported_and_others_continue(lxcfs, holders) -> None:
-    """Without CAP_SYS_ADMIN nothing can be cloned or entered: every mount fails, no crash."""
+@pytest.mark.parametrize(
+    ("capability", "reason"),
+    [
+        # setns into a mount namespace needs CAP_SYS_CHROOT: clones work, entering fails
+        ("sys_chroot", "cannot enter: setns: Operation not permitted"),
+        # without CAP_SYS_ADMIN not even the live file can be cloned
+        ("sys_admin", "cannot clone: open_tree: Operation not permitted"),
+    ],
+)
+def test_namespace_we_cannot_enter_is_reported_not_fatal(
+    lxcfs, holders, capability: str, reason: str
+) -> None:
     h = holders(lxcfs.mount_dir, FILES)
     lxcfs.kill9()
     lxcfs.start()
     proc = subprocess.run(
         [
             "setpriv",
-            "--bounding-set=-sys_admin",
-            "--inh-caps=-sys_admin",
+            f"--bounding-set=-{capability}",
+            f"--inh-caps=-{capability}",
             sys.executable,
             "-m",
             "kube_lxcfs",
@@ -254,7 +270,7 @@ def test_namespace_we_cannot_enter_is_reported_and_others_continue(lxcfs, holder
     assert proc.returncode == 1, proc.stderr
     failed = [ln for ln in proc.stdout.splitlines() if ln.startswith("failed")]
     assert {ln.split()[1] for ln in failed} >= set(h.targets.values())
-    assert all("Operation not permitted" in ln for ln in failed)
+    assert all(reason in ln for ln in failed), failed
     assert "Traceback" not in proc.stderr
     # and a privileged pass afterwards repairs them
     assert repair(str(lxcfs.mount_dir)).failed == []

@@ -325,7 +325,7 @@ def _run(
         if r.ok:
             outcomes.append(Outcome(ns, action.mount_point, root, ok_status, method=r.method))
         else:
-            status = "gone" if r.gone else "failed"
+            status = "gone" if r.gone else "skipped" if r.skipped else "failed"
             outcomes.append(Outcome(ns, action.mount_point, root, status, r.reason))
     return outcomes
 
