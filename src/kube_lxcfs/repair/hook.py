@@ -137,6 +137,7 @@ class RestartHandling:
                 state_dir=self.state_dir,
                 metrics=self.metrics,
                 previous_devs=previous,
+                only_known=True,
             )
         except RepairError as exc:
             log.warning("repair after start skipped: %s", exc)

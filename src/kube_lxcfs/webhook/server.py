@@ -47,6 +47,7 @@ class ServerOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY
     idle_timeout: float = 120.0  # keep-alive connections idle longer than this are closed
     handshake_timeout: float = 10.0
+    max_connections: int = 1024  # one thread each; more are closed at once
     shutdown_grace: float = 25.0  # how long SIGTERM waits for in-flight requests
     shutdown_delay: float = 0.0  # readyz fails this long before the listener closes
     inject: InjectOptions = field(default_factory=InjectOptions)
@@ -89,7 +90,10 @@ class _HttpsServer(_DualStackServer):
         except OSError:
             request.close()
             return
-        owner._track(tls, add=True)
+        if not owner._track(tls, add=True):
+            owner.metrics.refused_connections.inc()
+            tls.close()  # over --max-connections: refuse before spending a handshake on it
+            return
         try:
             tls.settimeout(owner.options.handshake_timeout)
             tls.do_handshake()
@@ -382,12 +386,16 @@ class WebhookServer:
     def _in_flight(self) -> float:
         return self.metrics.in_flight.value(webhook=MUTATE_PATH)
 
-    def _track(self, conn: ssl.SSLSocket, *, add: bool) -> None:
+    def _track(self, conn: ssl.SSLSocket, *, add: bool) -> bool:
+        """Add or remove an open connection; False when adding would exceed the limit."""
         with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
+            if not add:
                 self._connections.discard(conn)
+            elif len(self._connections) >= self.options.max_connections:
+                return False
+            else:
+                self._connections.add(conn)
+        return True
 
     def _on_tls_reload(self, ok: bool, not_after: float | None) -> None:
         self.metrics.tls_reloads.inc(result="success" if ok else "error")
