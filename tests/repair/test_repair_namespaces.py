@@ -135,6 +135,9 @@ def test_cli_dry_run_then_repair_then_noop(lxcfs, holders) -> None:
     fixed = subprocess.run(cmd, capture_output=True, text=True, check=True)
     fixed_mine = [ln for ln in fixed.stdout.splitlines() if f" pid {a.pid} " in ln]
     assert len([ln for ln in fixed_mine if ln.startswith("repaired")]) == 3
+    summaries = [ln for ln in fixed.stdout.splitlines() if ln.startswith(f"container pid {a.pid} ")]
+    assert len(summaries) == 1
+    assert summaries[0].endswith(": 3 repaired")
     assert a.read(a.targets["proc/meminfo"]).startswith("MemTotal:")
     noop = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert noop.stdout == ""
