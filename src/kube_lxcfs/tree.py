@@ -442,10 +442,11 @@ def _host_has_swap(meminfo: str) -> bool:
 def build_tree(options: FsOptions) -> ProcTree:
     """The tree the ``fs`` daemon serves; call ``start()`` before serving, ``close()`` after.
 
-    Honours the ``KUBE_LXCFS_FAULT_STALL`` fault injection (see
-    :data:`kube_lxcfs.cgroups.reader.FAULT_STALL_ENV`).
+    Honours ``KUBE_LXCFS_CACHE=off`` (:data:`kube_lxcfs.render_cache.CACHE_ENV`) and
+    the ``KUBE_LXCFS_FAULT_STALL`` fault injection
+    (:data:`kube_lxcfs.cgroups.reader.FAULT_STALL_ENV`), both for benchmarks and tests.
     """
-    return ProcTree(options, stall=StallFault.from_env())
+    return ProcTree(options, cache=CachePolicy.from_env(), stall=StallFault.from_env())
 
 
 __all__ = ["CPU_DIR", "PRESSURE_FILES", "PROC_FILES", "CgroupUnavailable", "ProcTree", "build_tree"]
