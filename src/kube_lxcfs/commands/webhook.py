@@ -129,14 +129,14 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         DEFAULT_FILES as files,
     )
     from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY as max_body
-    from kube_lxcfs.webhook.config import DEFAULT_RUNTIME_CLASS as runtime_class
-    from kube_lxcfs.webhook.config import INJECT_MODES as modes
     from kube_lxcfs.webhook.config import (
         DEFAULT_MOUNT_DIR as mount_dir,
     )
+    from kube_lxcfs.webhook.config import DEFAULT_RUNTIME_CLASS as runtime_class
     from kube_lxcfs.webhook.config import (
         DEFAULT_SKIP_POD_LABELS as skip_labels,
     )
+    from kube_lxcfs.webhook.config import INJECT_MODES as modes
 
     tls = parser.add_argument_group("TLS and listeners")
     _add(
