@@ -5,10 +5,15 @@ pid-namespace init with ``cgroup_of="init"``) → its /proc/<pid>/cgroup → a t
 snapshot from :class:`~kube_lxcfs.cgroups.reader.CgroupReader` → a pure renderer in
 :mod:`kube_lxcfs.views` → bytes.  Any fault on the way serves the host's file and
 is logged once per (file, cause).
+
+Files that depend only on the reader's cgroups are kept for a few milliseconds per
+(file, /proc/<pid>/cgroup text) by :class:`~kube_lxcfs.render_cache.RenderCache`,
+which also keeps a slow cgroup from holding the request loop.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -23,11 +28,13 @@ from kube_lxcfs.cgroups.parse import (
     CgroupEntry,
     parse_cpu_list,
     parse_meminfo_kb,
+    parse_proc_cgroup,
     parse_uptime,
 )
 from kube_lxcfs.cgroups.process import ProcessResolver
-from kube_lxcfs.cgroups.reader import CgroupReader, read_text
+from kube_lxcfs.cgroups.reader import CgroupReader, StallFault, read_text
 from kube_lxcfs.cgroups.snapshot import MemorySnapshot
+from kube_lxcfs.render_cache import CachePolicy, RenderCache
 from kube_lxcfs.sampler import LoadavgSampler
 from kube_lxcfs.vfs import FsOptions, Node
 from kube_lxcfs.views.cpuinfo import render_cpuinfo
@@ -50,6 +57,10 @@ CPU_DIR = "/sys/devices/system/cpu"
 _CPU_ONLINE = re.compile(r"^/sys/devices/system/cpu/cpu(\d+)/online$")
 _CPU_NAME = re.compile(r"^cpu\d+$")
 _SYS_PARENTS = {"/sys": "devices", "/sys/devices": "system", "/sys/devices/system": "cpu"}
+
+Entries = tuple[CgroupEntry, ...]
+CgroupRender = Callable[[Entries], bytes]
+"""Renders a file from the deciding process's parsed /proc/<pid>/cgroup alone."""
 
 DIR = Node("dir", 0o555)
 PROC_FILE = Node("file", 0o444)
@@ -75,6 +86,8 @@ class ProcTree:
         *,
         clk_tck: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        cache: CachePolicy | None = None,
+        stall: StallFault | None = None,
     ) -> None:
         self.options = options
         self.proc_root = options.proc_root.rstrip("/")
@@ -86,23 +99,37 @@ class ProcTree:
             lambda mount: _read_optional(mount + "/cgroup.controllers"),
             self.sys_root,
         )
-        self.cgroups = CgroupReader(self.layout)
+        self.cache = RenderCache(cache)
+        self.cgroups = CgroupReader(self.layout, stall, self.cache.policy.limits_ttl)
         self.processes = ProcessResolver(self.proc_root)
         self.sampler = LoadavgSampler(self._loadavg_tasks, self.proc_root)
+        self._host_ttl = self.cache.policy.host_ttl
+        self._host_files: dict[str, tuple[float, str]] = {}
         self._logged: set[tuple[str, str]] = set()
         self._log_lock = threading.Lock()
+        usage_ttl = self.cache.policy.usage_ttl
+        limits_ttl = self.cache.policy.limits_ttl
         self._proc: dict[str, Callable[[int], bytes]] = {
-            "/proc/meminfo": self._meminfo,
-            "/proc/swaps": self._swaps,
-            "/proc/cpuinfo": self._cpuinfo,
-            "/proc/stat": self._stat,
             "/proc/uptime": self._uptime,
             "/proc/loadavg": self._loadavg,
-            "/proc/diskstats": self._diskstats,
             "/proc/slabinfo": lambda pid: self._host("slabinfo"),
         }
+        """Files that need more than the reader's cgroups (rendered on every read)."""
+        self._by_cgroup: dict[str, tuple[CgroupRender, float]] = {
+            "/proc/meminfo": (self._meminfo, usage_ttl),
+            "/proc/swaps": (self._swaps, usage_ttl),
+            "/proc/cpuinfo": (self._cpuinfo, limits_ttl),
+            "/proc/stat": (self._stat, usage_ttl),
+            "/proc/diskstats": (self._diskstats, usage_ttl),
+            CPU_DIR + "/online": (self._cpus_online, limits_ttl),
+            CPU_DIR + "/offline": (self._cpus_offline, limits_ttl),
+        }
+        """Files rendered from the reader's cgroups alone, with how long a render is kept."""
         for resource in PRESSURE_FILES:
-            self._proc[f"/proc/pressure/{resource}"] = self._pressure_renderer(resource)
+            self._by_cgroup[f"/proc/pressure/{resource}"] = (
+                self._pressure_renderer(resource),
+                usage_ttl,
+            )
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -124,7 +151,7 @@ class ProcTree:
         if path.startswith("/proc/"):
             if path == "/proc/pressure":
                 return DIR if self._has_pressure() else None
-            if path in self._proc:
+            if path in self._proc or path in self._by_cgroup:
                 if path.startswith("/proc/pressure/"):
                     return PROC_FILE if self._host_has("pressure/" + path[15:]) else None
                 return PROC_FILE
@@ -155,16 +182,37 @@ class ProcTree:
 
     def read(self, path: str, pid: int) -> bytes:
         """The content of ``path`` for process ``pid``; the host's on any fault."""
-        render = self._proc.get(path)
-        if render is None and (not path.startswith(CPU_DIR + "/") or "/.." in path):
-            return b""  # not a served file: never read anything outside the mirror
+        by_cgroup = self._by_cgroup.get(path)
         try:
+            if by_cgroup is not None:
+                return self._read_by_cgroup(path, pid, *by_cgroup)
+            render = self._proc.get(path)
             if render is not None:
                 return render(pid)
-            return self._sys_read(path, pid)
+            if not path.startswith(CPU_DIR + "/") or "/.." in path:
+                return b""  # not a served file: never read anything outside the mirror
+            match = _CPU_ONLINE.match(path)
+            if match:
+                cpu = int(match.group(1))
+                return self._read_by_cgroup(
+                    path,
+                    pid,
+                    lambda entries: render_cpu_online(cpu, self._visible(entries)),
+                    self.cache.policy.limits_ttl,
+                )
+            return self._sys_passthrough(path)
         except Exception as exc:
             self._log_once(path, exc)
             return self._host_fallback(path)
+
+    def _read_by_cgroup(self, path: str, pid: int, render: CgroupRender, ttl: float) -> bytes:
+        """Render from the deciding process's cgroups, through the render cache.
+
+        The /proc/<pid>/cgroup text is read on every request and is part of the key,
+        so a reader that moved to another cgroup never gets the old cgroup's render.
+        """
+        text = self.processes.cgroup_text(self.processes.deciding_pid(pid, self.options.cgroup_of))
+        return self.cache.get((path, text), text, ttl, lambda: render(parse_proc_cgroup(text)))
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -184,7 +232,21 @@ class ProcTree:
             return b""
 
     def _host_text(self, name: str) -> str:
-        return read_text(f"{self.proc_root}/{name}")
+        return self._host_file(f"{self.proc_root}/{name}")
+
+    def _host_file(self, path: str) -> str:
+        """A host file, kept for ``host_ttl``: every cgroup's render in between shares it.
+
+        Sharing the same text object also lets the renderers' memoized parses hit.
+        """
+        now = self.cache.clock()
+        hit = self._host_files.get(path)
+        if hit is not None and now - hit[0] < self._host_ttl:
+            return hit[1]
+        text = read_text(path)
+        if self._host_ttl > 0:
+            self._host_files[path] = (now, text)
+        return text
 
     def _host_has(self, name: str) -> bool:
         return os.path.exists(f"{self.proc_root}/{name}")
@@ -204,42 +266,41 @@ class ProcTree:
         except OSError:
             return b""
 
-    def _entries(self, pid: int) -> tuple[CgroupEntry, ...]:
+    def _entries(self, pid: int) -> Entries:
         return self.processes.cgroups(self.processes.deciding_pid(pid, self.options.cgroup_of))
 
     def _host_online(self) -> frozenset[int]:
-        return parse_cpu_list(read_text(self.sys_root + "/devices/system/cpu/online"))
+        return _cpu_list(self._host_file(self.sys_root + "/devices/system/cpu/online"))
 
-    def _visible(self, entries: tuple[CgroupEntry, ...]) -> tuple[int, ...]:
+    def _visible(self, entries: Entries) -> tuple[int, ...]:
         cpu = self.cgroups.cpu(entries)
         return visible_cpus(cpu.cpuset, cpu.quota, self._host_online(), self.options.cpu_view)
 
     # --- /proc renderers ----------------------------------------------------------------
 
-    def _memory(self, pid: int, host_meminfo: str) -> MemorySnapshot | None:
+    def _memory(self, entries: Entries, host_meminfo: str) -> MemorySnapshot | None:
         """The reader's memory snapshot; ``None`` for the root cgroup (the host's figures).
 
         Swap files are read only when swap can show: the option is on and the host
         has swap (most Kubernetes nodes have none).
         """
         want_swap = self.options.swap and _host_has_swap(host_meminfo)
-        mem = self.cgroups.memory(self._entries(pid), swap=want_swap)
+        mem = self.cgroups.memory(entries, swap=want_swap)
         return None if mem.is_root else mem
 
-    def _meminfo(self, pid: int) -> bytes:
+    def _meminfo(self, entries: Entries) -> bytes:
         host = self._host_text("meminfo")
-        return render_meminfo(host, self._memory(pid, host), swap=self.options.swap)
+        return render_meminfo(host, self._memory(entries, host), swap=self.options.swap)
 
-    def _swaps(self, pid: int) -> bytes:
+    def _swaps(self, entries: Entries) -> bytes:
         host = self._host_text("meminfo")
-        mem = self._memory(pid, host)
+        mem = self._memory(entries, host)
         return render_swaps(host, self._host_text("swaps"), mem, swap=self.options.swap)
 
-    def _cpuinfo(self, pid: int) -> bytes:
-        return render_cpuinfo(self._host_text("cpuinfo"), self._visible(self._entries(pid)))
+    def _cpuinfo(self, entries: Entries) -> bytes:
+        return render_cpuinfo(self._host_text("cpuinfo"), self._visible(entries))
 
-    def _stat(self, pid: int) -> bytes:
-        entries = self._entries(pid)
+    def _stat(self, entries: Entries) -> bytes:
         visible = self._visible(entries)
         usage = self.cgroups.cpu_usage(entries)
         uptime = parse_uptime(self._host_text("uptime"))[0]
@@ -280,13 +341,13 @@ class ProcTree:
         cgroup = directory[len(h.mount_point) :] or "/"
         return self.cgroups.tasks(h, cgroup)
 
-    def _diskstats(self, pid: int) -> bytes:
-        io = self.cgroups.io(self._entries(pid))
+    def _diskstats(self, entries: Entries) -> bytes:
+        io = self.cgroups.io(entries)
         return render_diskstats(self._host_text("diskstats"), io)
 
-    def _pressure_renderer(self, resource: str) -> Callable[[int], bytes]:
-        def render(pid: int) -> bytes:
-            own = self.cgroups.pressure(self._entries(pid), resource)
+    def _pressure_renderer(self, resource: str) -> CgroupRender:
+        def render(entries: Entries) -> bytes:
+            own = self.cgroups.pressure(entries, resource)
             return render_pressure(self._host_text("pressure/" + resource), own)
 
         return render
@@ -299,7 +360,7 @@ class ProcTree:
         Raises on faults (the listener then lets the call through to the host).
         """
         host_text = self._host_text("meminfo")
-        mem = self._memory(pid, host_text)
+        mem = self._memory(self._entries(pid), host_text)
         if mem is None:
             kb = parse_meminfo_kb(host_text, HOST_KEYS | {"Shmem", "Buffers"})
             if not self.options.swap:
@@ -349,21 +410,24 @@ class ProcTree:
             return Node("symlink", 0o777, target=os.readlink(self._host_sys(path)))
         return Node("file", mode, size=st.st_size)
 
-    def _sys_read(self, path: str, pid: int) -> bytes:
-        match = _CPU_ONLINE.match(path)
-        if path in (CPU_DIR + "/online", CPU_DIR + "/offline") or match:
-            visible = self._visible(self._entries(pid))
-            if match:
-                return render_cpu_online(int(match.group(1)), visible)
-            if path.endswith("/online"):
-                return render_online(visible)
-            possible = parse_cpu_list(read_text(self.sys_root + "/devices/system/cpu/possible"))
-            return render_offline(possible, visible)
+    def _cpus_online(self, entries: Entries) -> bytes:
+        return render_online(self._visible(entries))
+
+    def _cpus_offline(self, entries: Entries) -> bytes:
+        possible = parse_cpu_list(read_text(self.sys_root + "/devices/system/cpu/possible"))
+        return render_offline(possible, self._visible(entries))
+
+    def _sys_passthrough(self, path: str) -> bytes:
         try:
             with open(self._host_sys(path), "rb") as f:
                 return f.read()
         except OSError:
             return b""  # sysfs files that fail on the host read as empty (as in lxcfs)
+
+
+@functools.lru_cache(maxsize=16)
+def _cpu_list(text: str) -> frozenset[int]:
+    return parse_cpu_list(text)
 
 
 def _host_has_swap(meminfo: str) -> bool:
@@ -376,8 +440,13 @@ def _host_has_swap(meminfo: str) -> bool:
 
 
 def build_tree(options: FsOptions) -> ProcTree:
-    """The tree the ``fs`` daemon serves; call ``start()`` before serving, ``close()`` after."""
-    return ProcTree(options)
+    """The tree the ``fs`` daemon serves; call ``start()`` before serving, ``close()`` after.
+
+    Honours ``KUBE_LXCFS_CACHE=off`` (:data:`kube_lxcfs.render_cache.CACHE_ENV`) and
+    the ``KUBE_LXCFS_FAULT_STALL`` fault injection
+    (:data:`kube_lxcfs.cgroups.reader.FAULT_STALL_ENV`), both for benchmarks and tests.
+    """
+    return ProcTree(options, cache=CachePolicy.from_env(), stall=StallFault.from_env())
 
 
 __all__ = ["CPU_DIR", "PRESSURE_FILES", "PROC_FILES", "CgroupUnavailable", "ProcTree", "build_tree"]

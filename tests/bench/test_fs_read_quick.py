@@ -37,11 +37,11 @@ def test_quick_benchmark_measures_every_target(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())
     targets = {r["target"] for r in rows}
-    assert {"raw", "lxcfs", "kube-lxcfs"} <= targets
+    assert {"raw", "lxcfs", "kube-lxcfs", "kube-lxcfs (no render cache)"} <= targets
     for row in rows:
         assert row["reads_per_s"] > 0, row
         assert row["bytes_per_read"] > 0, row
-        if row["target"].startswith("kube-lxcfs"):
+        if row["target"].startswith("kube-lxcfs") and row["scenario"] != "stall":
             assert row["ratio_vs_lxcfs"] is not None, row
             assert row["daemon_us_per_read"] > 0, row
     # The benchmark's cgroup limits MemTotal to 512 MiB: the daemons really rendered
@@ -51,3 +51,11 @@ def test_quick_benchmark_measures_every_target(tmp_path: Path) -> None:
     ours = next(r for r in meminfo if r["target"] == "kube-lxcfs")
     assert ours["bytes_per_read"] > 0 and raw["bytes_per_read"] > 0
     assert "kube-lxcfs" in proc.stdout
+    # The stall rows ran: the other readers were served while one cgroup stalled.
+    stall = [r for r in rows if r["scenario"] == "stall"]
+    assert [r["target"] for r in stall] == [
+        "kube-lxcfs (no stall)",
+        "kube-lxcfs (1 of 4 stalls)",
+        "kube-lxcfs (no render cache, 1 of 4 stalls)",
+    ]
+    assert all(r["readers"] == 3 and r["reads_per_s"] > 0 for r in stall), stall

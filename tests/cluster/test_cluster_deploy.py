@@ -290,3 +290,69 @@ def test_self_provisioned_webhook_is_trusted_by_the_api_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_cert_manager_variant_without_cert_manager_is_explained(kubeconfig: Path) -> None:
+    proc = _kl(kubeconfig, "install", "-n", NS, "--set", "certManager.enabled=true")
+    try:
+        assert proc.returncode == 1
+        assert "cert-manager is not installed: its Issuer API is missing" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    finally:
+        done = _kl(kubeconfig, "uninstall", "-n", NS, "--set", "certManager.enabled=true", "--wait")
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_helm_installs_and_uninstalls_the_chart(
+    kubeconfig: Path, helm_binary: Path, tmp_path: Path
+) -> None:
+    """The generated chart, installed by the pinned helm into a real API server."""
+    from kube_lxcfs.deploy.generate import CHART_DIR
+
+    chart = Path(__file__).resolve().parents[2] / CHART_DIR
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "HELM_CACHE_HOME": str(tmp_path / "helm-cache"),
+        "HELM_CONFIG_HOME": str(tmp_path / "helm-config"),
+        "HELM_DATA_HOME": str(tmp_path / "helm-data"),
+    }
+
+    def helm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(helm_binary), *args, "--namespace", NS],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+
+    api = connect(str(kubeconfig))
+    # As docs/kubernetes.md says: the namespace first (privileged), then the chart without it.
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": NS,
+                "labels": {"pod-security.kubernetes.io/enforce": "privileged"},
+            },
+        }
+    )
+    objects = render(resolve(namespace=NS, sets=["createNamespace=false"]))
+    try:
+        installed = helm("install", "kube-lxcfs", str(chart), "--set", "createNamespace=false")
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        for obj in objects:
+            live = api.get(object_path(obj))
+            assert live is not None, obj["kind"]
+            assert live["metadata"]["labels"]["app.kubernetes.io/name"] == "kube-lxcfs"
+        removed = helm("uninstall", "kube-lxcfs", "--wait")
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        for obj in objects:
+            assert api.get(object_path(obj)) is None, obj["kind"]
+    finally:
+        _kl(kubeconfig, "uninstall", "-n", NS, "--set", "createNamespace=false")
+        api.delete(f"/api/v1/namespaces/{NS}")
+        wait_until(lambda: api.get(f"/api/v1/namespaces/{NS}") is None, 120, f"{NS} deleted")

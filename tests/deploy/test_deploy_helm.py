@@ -44,6 +44,7 @@ VARIANTS = {
         "webhook.replicaCount=3",
         "nodeAgent.image.tag=v9",
         "service.port=8443",
+        "webhook.nodeSelector.pool=system",
     ],
 }
 

@@ -111,6 +111,9 @@ def test_node_agent_daemonset() -> None:
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert volumes["fuse"]["hostPath"] == {"path": "/dev/fuse", "type": "CharDevice"}
     assert volumes["cgroup"]["hostPath"]["path"] == "/sys/fs/cgroup"
+    # kube-lxcfs fs --state-dir default: the repair records survive the agent pod.
+    assert volumes["run"]["hostPath"] == {"path": "/run/kube-lxcfs", "type": "DirectoryOrCreate"}
+    assert mounts["run"]["mountPath"] == "/run/kube-lxcfs"
     assert volumes["mount-dir"]["hostPath"] == {
         "path": "/var/lib/lxcfs",
         "type": "DirectoryOrCreate",

@@ -9,7 +9,6 @@ sets and from the host's own files, never from the code under test.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -24,12 +23,13 @@ from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, unique_name
 from kube_lxcfs.fuse.mounts import MountState, mount_at, mount_state
 from support.fsdaemons import RunningFs, start_kube_lxcfs
 from support.readers import (
-    READER,
+    KeptOpenReader,
     behind_bind_mounts,
     in_pid_namespace,
     meminfo_kb,
     processors,
     read_files,
+    read_with_init_elsewhere,
     stat_cpus,
 )
 
@@ -214,23 +214,12 @@ def test_cgroup_of_init_answers_with_the_namespace_init(start_fs) -> None:
     lxcfs mode (the shared-process-namespace pod case of lxcfs issue #543)."""
     reader_mode = start_fs("kube-lxcfs")
     init_mode = start_fs("kube-lxcfs", "--cgroup-of=init")
+    files = [str(fs.path("proc/meminfo")) for fs in (reader_mode, init_mode)]
     with (
         create_cgroup(unique_name(), Limits(memory=300 * MiB)) as init_cg,
         create_cgroup(unique_name(), Limits(memory=100 * MiB)) as reader_cg,
     ):
-        # pid 1 of the new namespace stays in init_cg; its child moves itself into
-        # reader_cg and then reads through both mounts
-        procs = " ".join(f"'{p}'" for p in reader_cg.procs_files)
-        files = [str(fs.path("proc/meminfo")) for fs in (reader_mode, init_mode)]
-        script = (
-            f"( for f in {procs}; do echo 0 > $f; done; "
-            f'exec "{sys.executable}" -c "$READER" {" ".join(files)} ); true'
-        )
-        done = init_cg.run(
-            [*in_pid_namespace(), "sh", "-c", script], env={**os.environ, "READER": READER}
-        )
-    assert done.returncode == 0, done.stderr
-    texts = json.loads(done.stdout.strip().splitlines()[-1])
+        texts = read_with_init_elsewhere(init_cg, reader_cg, files)
     assert meminfo_kb(texts[files[0]])["MemTotal"] == 100 * 1024
     assert meminfo_kb(texts[files[1]])["MemTotal"] == 300 * 1024
 
@@ -260,36 +249,18 @@ def test_bind_mount_over_proc_meminfo(kube_lxcfs_fs: RunningFs) -> None:
 
 def test_reads_are_rendered_per_read_not_per_open(kube_lxcfs_fs: RunningFs) -> None:
     """lseek(0) on a kept-open fd renders again, for the cgroup the reader is in now."""
-    script = (
-        "import os, sys\n"
-        "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
-        "print(os.read(fd, 65536).decode().splitlines()[0], flush=True)\n"
-        "sys.stdin.readline()\n"
-        "os.lseek(fd, 0, 0)\n"
-        "print(os.read(fd, 65536).decode().splitlines()[0], flush=True)\n"
-    )
     from kube_lxcfs.cgroups.transient import discover_layout, move_to_root
 
     layout = discover_layout()
-    reader = subprocess.Popen(
-        [sys.executable, "-c", script, str(kube_lxcfs_fs.path("proc/meminfo"))],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: move_to_root(0, layout=layout),  # noqa: PLW1509
-    )
-    try:
+    with KeptOpenReader(
+        kube_lxcfs_fs.path("proc/meminfo"),
+        preexec_fn=lambda: move_to_root(0, layout=layout),
+    ) as reader:
+        before = reader.first_line()
         with create_cgroup(unique_name(), Limits(memory=256 * MiB)) as cg:
-            assert reader.stdout is not None and reader.stdin is not None
-            before = reader.stdout.readline()
             cg.add_pid(reader.pid)
-            reader.stdin.write("\n")
-            reader.stdin.flush()
-            after = reader.stdout.readline()
-            assert reader.wait(30) == 0
-    finally:
-        reader.kill()
-        reader.wait()
+            after = reader.first_line()
+            reader.close()
     host_total = meminfo_kb(_host("meminfo"))["MemTotal"]
     assert meminfo_kb(before)["MemTotal"] == host_total
     assert meminfo_kb(after)["MemTotal"] == 262144
@@ -335,37 +306,18 @@ def test_a_removed_cgroup_while_a_file_is_open_falls_back_cleanly(
     kube_lxcfs_fs: RunningFs,
 ) -> None:
     """The reader's cgroup disappears between two reads of one open file."""
-    script = (
-        "import os, sys\n"
-        "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
-        "print(os.read(fd, 65536).decode().splitlines()[0], flush=True)\n"
-        "sys.stdin.readline()\n"
-        "os.lseek(fd, 0, 0)\n"
-        "print(os.read(fd, 65536).decode().splitlines()[0], flush=True)\n"
-    )
     from kube_lxcfs.cgroups.transient import move_to_root
 
-    cg = create_cgroup(unique_name(), Limits(memory=256 * MiB))
-    reader = cg.popen(
-        [sys.executable, "-c", script, str(kube_lxcfs_fs.path("proc/meminfo"))],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert reader.stdout is not None and reader.stdin is not None
-        inside = reader.stdout.readline()
-        move_to_root(reader.pid)
-        cg._started.remove(reader)  # it lives on outside; the cgroup must not kill it
-        cg.remove()
-        reader.stdin.write("\n")
-        reader.stdin.flush()
-        outside = reader.stdout.readline()
-        assert reader.wait(30) == 0
-    finally:
-        reader.kill()
-        reader.wait()
-        cg.remove()
+    with create_cgroup(unique_name(), Limits(memory=256 * MiB)) as cg:
+        reader = KeptOpenReader(kube_lxcfs_fs.path("proc/meminfo"), start=cg.popen)
+        try:
+            inside = reader.first_line()
+            move_to_root(reader.pid)
+            cg.disown(reader.process)  # it lives on outside; removing the cgroup must not kill it
+            cg.remove()
+            outside = reader.first_line()
+        finally:
+            reader.close()
     assert meminfo_kb(inside)["MemTotal"] == 262144
     assert meminfo_kb(outside)["MemTotal"] == meminfo_kb(_host("meminfo"))["MemTotal"]
     assert kube_lxcfs_fs.process.poll() is None
@@ -523,3 +475,38 @@ def test_debug_logs_every_request(start_fs) -> None:
     log = fs.log()
     assert "opcode: READ" in log
     assert "DEBUG" in log
+
+
+def test_sigterm_under_load_stops_cleanly(start_fs) -> None:
+    """Readers hammering the mount while SIGTERM arrives: the daemon still unmounts and
+    exits 0 promptly, and the readers end (with an error once the mount is gone)."""
+    fs = start_fs("kube-lxcfs")
+    loop = (
+        "import os, sys\n"
+        "n = 0\n"
+        "while True:\n"
+        "    try:\n"
+        "        fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "        os.read(fd, 65536)\n"
+        "        os.close(fd)\n"
+        "    except OSError:\n"
+        "        break\n"
+        "    n += 1\n"
+        "    if n == 20:\n"
+        "        print('reading', flush=True)\n"
+    )
+    paths = [str(fs.path(name)) for name in ("proc/meminfo", "proc/stat", "proc/cpuinfo")]
+    with create_cgroup(unique_name(), Limits(memory=128 * MiB)) as cg:
+        readers = [
+            cg.popen([sys.executable, "-c", loop, path], stdout=subprocess.PIPE, text=True)
+            for path in paths
+        ]
+        for reader in readers:  # every reader is in its loop before the signal
+            assert reader.stdout is not None and reader.stdout.readline() == "reading\n"
+        started = time.monotonic()
+        assert fs.stop(signal.SIGTERM, timeout=20) == 0
+        assert time.monotonic() - started < 10
+        assert mount_at(fs.mountpoint) is None
+        for reader in readers:
+            reader.wait(timeout=20)  # they leave their loop: no reader hangs on the mount
+    assert "Traceback" not in fs.log()

@@ -11,16 +11,21 @@ shows both sides.
 from __future__ import annotations
 
 import errno
-import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from kube_lxcfs.cgroups.transient import Limits, MiB, TransientCgroup, create_cgroup, unique_name
 from support.fsdaemons import RunningFs
-from support.readers import READER, in_pid_namespace, meminfo_kb, processors, read_files, stat_cpus
+from support.readers import (
+    in_pid_namespace,
+    meminfo_kb,
+    processors,
+    read_files,
+    read_with_init_elsewhere,
+    stat_cpus,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.fuse, pytest.mark.lxcfs]
 
@@ -226,21 +231,12 @@ def test_reader_cgroup_rule_vs_init_cgroup_rule(
 ) -> None:
     """A reader whose pid-namespace init is in another cgroup (shared process namespace
     pods, lxcfs #543): we answer with the reader's cgroup, lxcfs with the init's."""
+    files = [str(fs.path("proc/meminfo")) for fs in (kube_lxcfs_fs, lxcfs_fs)]
     with (
         create_cgroup(unique_name(), Limits(memory=300 * MiB)) as init_cg,
         create_cgroup(unique_name(), Limits(memory=100 * MiB)) as reader_cg,
     ):
-        procs = " ".join(f"'{p}'" for p in reader_cg.procs_files)
-        files = [str(fs.path("proc/meminfo")) for fs in (kube_lxcfs_fs, lxcfs_fs)]
-        script = (
-            f"( for f in {procs}; do echo 0 > $f; done; "
-            f'exec "{sys.executable}" -c "$READER" {" ".join(files)} ); true'
-        )
-        done = init_cg.run(
-            [*in_pid_namespace(), "sh", "-c", script], env={**os.environ, "READER": READER}
-        )
-    assert done.returncode == 0, done.stderr
-    texts = json.loads(done.stdout.strip().splitlines()[-1])
+        texts = read_with_init_elsewhere(init_cg, reader_cg, files)
     assert meminfo_kb(texts[files[0]])["MemTotal"] == 100 * 1024
     assert meminfo_kb(texts[files[1]])["MemTotal"] == 300 * 1024
 

@@ -11,6 +11,7 @@ new pid namespace, or behind a bind mount in a new mount namespace.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -100,3 +101,73 @@ def stat_cpus(stat: str) -> list[int]:
         for line in stat.splitlines()
         if line.startswith("cpu") and line[3].isdigit()
     ]
+
+
+KEPT_OPEN_READER = """\
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+for _command in sys.stdin:
+    os.lseek(fd, 0, os.SEEK_SET)
+    print(os.read(fd, 1 << 20).decode().splitlines()[0], flush=True)
+"""
+
+
+class KeptOpenReader:
+    """A process that keeps ``path`` open and, on each :meth:`first_line`, seeks to 0 and
+    reads it again (what procps ``free``/``top`` do with /proc/meminfo).
+
+    ``start`` is how to start it (``subprocess.Popen``, or a cgroup's ``popen``).
+    """
+
+    def __init__(self, path: str | Path, start=subprocess.Popen, **kwargs) -> None:
+        self.process: subprocess.Popen[str] = start(
+            [sys.executable, "-c", KEPT_OPEN_READER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            **kwargs,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def first_line(self) -> str:
+        """lseek(0) + read on the kept-open fd; the first line of what came back."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("read\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise AssertionError(f"the reader exited with {self.process.wait()}")
+        return line
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def __enter__(self) -> KeptOpenReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_with_init_elsewhere(
+    init_cgroup: TransientCgroup, reader_cgroup: TransientCgroup, paths: Sequence[str | Path]
+) -> dict[str, str]:
+    """Read ``paths`` from a new pid namespace whose init stays in ``init_cgroup`` while
+    the reader (the init's child) moves itself into ``reader_cgroup`` first: the
+    shared-process-namespace pod, where lxcfs answers with the pause container."""
+    procs = " ".join(f"'{p}'" for p in reader_cgroup.procs_files)
+    files = " ".join(f"'{p}'" for p in paths)
+    script = (
+        f"( for f in {procs}; do echo 0 > $f; done; "
+        f'exec "{sys.executable}" -c "$READER" {files} ); true'
+    )
+    done = init_cgroup.run(
+        [*in_pid_namespace(), "sh", "-c", script], env={**os.environ, "READER": READER}
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"reader failed ({done.returncode}): {done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

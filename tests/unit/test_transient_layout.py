@@ -13,7 +13,7 @@ from kube_lxcfs.cgroups.transient import (
     Limits,
     MiB,
     create_cgroup,
-    parse_cgroup_mounts,
+    layout_from_mountinfo,
 )
 
 # This machine's layout: cpu and cpuacct on separate v1 mounts, a cgroup2 "unified" mount.
@@ -37,27 +37,36 @@ COMOUNTED = """\
 PURE_V2 = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
 
 
-def test_parse_hybrid_keeps_controllers_and_versions() -> None:
-    mounts = parse_cgroup_mounts(HYBRID)
-    assert [(str(m), v, sorted(c)) for m, v, _root, c in mounts] == [
+def test_hybrid_layout_keeps_controllers_and_versions() -> None:
+    layout = layout_from_mountinfo(HYBRID, lambda _directory: "hugetlb\n")
+    assert [(str(h.mountpoint), h.version, sorted(h.controllers)) for h in layout.hierarchies] == [
         ("/sys/fs/cgroup/cpu", 1, ["cpu"]),
         ("/sys/fs/cgroup/cpuacct", 1, ["cpuacct"]),
         ("/sys/fs/cgroup/cpuset", 1, ["cpuset"]),
         ("/sys/fs/cgroup/memory", 1, ["memory"]),
         ("/sys/fs/cgroup/systemd", 1, ["name=systemd"]),
-        ("/sys/fs/cgroup/unified", 2, []),
+        ("/sys/fs/cgroup/unified", 2, ["hugetlb"]),
     ]
+    assert str(layout.hierarchy_for("cpuacct").mountpoint) == "/sys/fs/cgroup/cpuacct"
+    assert str(layout.hierarchy_for("hugetlb").mountpoint) == "/sys/fs/cgroup/unified"
 
 
-def test_parse_unescapes_mountpoints_and_keeps_roots() -> None:
-    mounts = parse_cgroup_mounts(COMOUNTED)
-    assert mounts[0][3] == frozenset({"cpu", "cpuacct"})
-    assert mounts[2][0] == Path("/var/lib/x/cgroup mem")
-    assert mounts[2][2] == "/kubepods"
+def test_comounted_controllers_and_bind_mounts() -> None:
+    layout = layout_from_mountinfo(COMOUNTED, lambda _directory: None)
+    cpu = layout.hierarchy_for("cpu")
+    assert cpu is layout.hierarchy_for("cpuacct")
+    assert str(cpu.mountpoint) == "/sys/fs/cgroup/cpu,cpuacct"
+    # the container's bind mount of the memory hierarchy is not a second hierarchy
+    assert str(layout.hierarchy_for("memory").mountpoint) == "/sys/fs/cgroup/memory"
+    assert len(layout.hierarchies) == 2
 
 
-def test_parse_ignores_garbage_lines() -> None:
-    assert parse_cgroup_mounts("nonsense\n\n1 2 3 - cgroup\n") == []
+def test_pure_v2_serves_every_enabled_controller() -> None:
+    layout = layout_from_mountinfo(PURE_V2, lambda _directory: "cpuset cpu io memory pids\n")
+    unified = layout.unified
+    assert unified is not None and str(unified.mountpoint) == "/sys/fs/cgroup"
+    for controller in ("memory", "cpu", "cpuacct", "cpuset", "blkio", "pids"):
+        assert layout.hierarchy_for(controller) is unified
 
 
 def _layout(*hierarchies: Hierarchy) -> Layout:
@@ -141,3 +150,24 @@ def test_v2_writes_limits_and_enables_controllers_in_every_ancestor(tmp_path: Pa
     assert not (leaf / "cgroup.subtree_control").exists()
     cg.add_pid(4242)
     assert (leaf / "cgroup.procs").read_text() == "4242"
+
+
+def test_v1_cpuset_cgroups_get_their_parents_cpus_and_mems(tmp_path: Path) -> None:
+    """A fake v1 hierarchy with cpuset co-mounted with cpu: whichever controller creates
+    the directory, the new cpusets (ancestors included) are populated before any task."""
+    (tmp_path / "cpuset.cpus").write_text("0-3\n")
+    (tmp_path / "cpuset.mems").write_text("0\n")
+    comounted = Hierarchy(tmp_path, 1, frozenset({"cpu", "cpuset"}))
+    cg = create_cgroup(
+        "outer/inner",
+        Limits(cpuset="2", cpu_quota=50_000),
+        controllers=("cpu", "cpuset"),
+        layout=_layout(comounted),
+    )
+    assert (tmp_path / "outer" / "cpuset.cpus").read_text() == "0-3"
+    assert (tmp_path / "outer" / "cpuset.mems").read_text() == "0"
+    inner = tmp_path / "outer" / "inner"
+    assert (inner / "cpuset.mems").read_text() == "0"
+    assert (inner / "cpuset.cpus").read_text() == "2"  # the limit, after the copy
+    assert (inner / "cpu.cfs_quota_us").read_text() == "50000"
+    assert cg.procs_files == [inner / "cgroup.procs"]

@@ -29,6 +29,7 @@ FLAGS = {
     "--webhook-service": "KUBE_LXCFS_WEBHOOK_WEBHOOK_SERVICE",
     "--log-level": "KUBE_LXCFS_WEBHOOK_LOG_LEVEL",
     "--max-body-bytes": "KUBE_LXCFS_WEBHOOK_MAX_BODY_BYTES",
+    "--max-connections": "KUBE_LXCFS_WEBHOOK_MAX_CONNECTIONS",
     "--idle-timeout": "KUBE_LXCFS_WEBHOOK_IDLE_TIMEOUT",
     "--shutdown-grace": "KUBE_LXCFS_WEBHOOK_SHUTDOWN_GRACE",
     "--shutdown-delay": "KUBE_LXCFS_WEBHOOK_SHUTDOWN_DELAY",

@@ -260,3 +260,95 @@ def test_ipv6_dual_stack_address(tmp_path: Path) -> None:
         # 127.0.0.1 reaches a "::" listener through IPv4-mapped addresses.
         server.connect().admit(load("bare-pod.json"))
         assert server.health("/readyz")[0] == 200
+
+
+def test_4xx_answers_keep_the_connection_usable(server: WebhookProcess) -> None:
+    conn = server.connect()
+    assert conn.post(b"{}", path="/validate")[0] == 404
+    assert conn.post(b"{not json")[0] == 400
+    assert conn.post(b"{}", **{"Content-Type": "text/plain"})[0] == 415
+    conn.admit(load("bare-pod.json"))
+    assert conn.connects == 1
+
+
+def test_http_1_0_closes_after_the_answer(server: WebhookProcess) -> None:
+    body = json.dumps(load("bare-pod.json")).encode()
+    with raw_tls(server.port, server.client_context()) as sock:
+        sock.sendall(
+            b"POST /mutate HTTP/1.0\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        answer = b""
+        while chunk := sock.recv(65536):  # ends only if the server closes
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer
+
+
+def test_idle_keep_alive_connection_is_closed_after_the_idle_timeout(tmp_path: Path) -> None:
+    with running_webhook(tmp_path, {"KUBE_LXCFS_WEBHOOK_IDLE_TIMEOUT": "0.5"}) as server:
+        body = json.dumps(load("bare-pod.json")).encode()
+        with raw_tls(server.port, server.client_context()) as sock:
+            sock.sendall(
+                b"POST /mutate HTTP/1.1\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            sock.settimeout(10)  # far above the idle timeout: recv returns when the server closes
+            received = b""
+            started = time.monotonic()
+            while chunk := sock.recv(65536):
+                received += chunk
+            assert received.startswith(b"HTTP/1.1 200")
+            assert time.monotonic() - started < 8
+
+
+def test_port_in_use_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from webhook.pki import new_ca
+
+    new_ca().issue(tmp_path / "tls.crt", tmp_path / "tls.key", [SERVICE_NAME])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cert, key = str(tmp_path / "tls.crt"), str(tmp_path / "tls.key")
+        proc = subprocess.run(
+            [
+                *(sys.executable, "-m", "kube_lxcfs", "webhook", "--address", "127.0.0.1"),
+                *("--port", str(port), "--health-port", "0", "--tls-cert", cert, "--tls-key", key),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot listen" in lines[0], lines
+
+
+def test_connections_over_the_limit_are_refused_and_counted(tmp_path: Path) -> None:
+    with running_webhook(tmp_path, {"KUBE_LXCFS_WEBHOOK_MAX_CONNECTIONS": "2"}) as server:
+        first, second = server.connect(), server.connect()
+        first.admit(load("bare-pod.json"))
+        second.admit(load("bare-pod.json"))  # both now open and idle
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            server.connect().admit(load("bare-pod.json"))
+        first.close()
+
+        def third_admitted() -> bool:
+            try:
+                server.connect().admit(load("bare-pod.json"))
+            except (ssl.SSLError, OSError):
+                return False
+            return True
+
+        deadline = time.monotonic() + 10
+        while not third_admitted():  # the server notices the close asynchronously
+            assert time.monotonic() < deadline
+        _, text = server.health("/metrics")
+        assert metric_value(text, "kube_lxcfs_webhook_refused_connections_total") >= 1

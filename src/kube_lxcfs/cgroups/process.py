@@ -22,6 +22,9 @@ from kube_lxcfs.cgroups.parse import (
 )
 from kube_lxcfs.cgroups.reader import read_text
 
+MAX_NAMESPACES = 4096
+"""Cached namespace inits; past this many (containers came and went) the cache restarts."""
+
 
 class ProcessResolver:
     """Reads the /proc facts of processes under a configurable proc root."""
@@ -44,10 +47,14 @@ class ProcessResolver:
 
     def cgroups(self, pid: int) -> tuple[CgroupEntry, ...]:
         """The parsed /proc/<pid>/cgroup."""
+        return parse_proc_cgroup(self.cgroup_text(pid))
+
+    def cgroup_text(self, pid: int) -> str:
+        """The raw /proc/<pid>/cgroup (a cache key: equal text, equal cgroups)."""
         text = self._read(pid, "cgroup")
         if not text:
             raise CgroupUnavailable(f"process {pid} has exited")
-        return parse_proc_cgroup(text)
+        return text
 
     def pid_namespace(self, pid: int) -> str:
         """The identity of the pid namespace of ``pid`` (the ``ns/pid`` link text)."""
@@ -94,6 +101,8 @@ class ProcessResolver:
         init = self._find_init(pid, ns)
         started = self.starttime(init)
         with self._lock:
+            if len(self._inits) >= MAX_NAMESPACES:  # namespaces come and go: stay bounded
+                self._inits.clear()
             self._inits[ns] = (init, started)
         return init
 

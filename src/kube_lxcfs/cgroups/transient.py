@@ -34,6 +34,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from kube_lxcfs.cgroups.hierarchy import discover_layout as discover_core_layout
+
 log = logging.getLogger(__name__)
 
 KiB = 1024
@@ -45,27 +47,6 @@ DEFAULT_CPU_PERIOD_US = 100_000
 
 DEFAULT_CONTROLLERS: tuple[str, ...] = ("memory", "cpu", "cpuacct", "cpuset", "blkio", "pids")
 """Controllers a transient cgroup joins by default: everything /proc rendering reads."""
-
-V1_CONTROLLERS = frozenset(
-    {
-        "blkio",
-        "cpu",
-        "cpuacct",
-        "cpuset",
-        "debug",
-        "devices",
-        "freezer",
-        "hugetlb",
-        "memory",
-        "misc",
-        "net_cls",
-        "net_prio",
-        "perf_event",
-        "pids",
-        "rdma",
-    }
-)
-"""Names that can appear among the super options of a v1 cgroup mount."""
 
 V2_NAME = {"blkio": "io", "cpuacct": "cpu"}
 """v1 controller name → the v2 controller that provides the same files."""
@@ -180,68 +161,30 @@ class Layout:
         return None
 
 
-def _unescape_mountinfo(field_text: str) -> str:
-    """Undo mountinfo's octal escapes (``\\040`` for a space)."""
-    out, i = [], 0
-    while i < len(field_text):
-        if field_text[i] == "\\" and field_text[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field_text[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field_text[i])
-            i += 1
-    return "".join(out)
+def _read_controllers(directory: str) -> str | None:
+    try:
+        return Path(directory, "cgroup.controllers").read_text()
+    except OSError:
+        return None
 
 
-def parse_cgroup_mounts(mountinfo: str) -> list[tuple[Path, int, str, frozenset[str]]]:
-    """(mountpoint, version, root, v1 controllers) of every cgroup mount in ``mountinfo`` text.
-
-    Pure, so that any layout can be tested from recorded text.
-    """
-    mounts = []
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        fields, tail = left.split(), right.split()
-        if len(fields) < 5 or len(tail) < 3:
-            continue
-        fstype, super_options = tail[0], tail[2]
-        root, mountpoint = _unescape_mountinfo(fields[3]), Path(_unescape_mountinfo(fields[4]))
-        if fstype == "cgroup2":
-            mounts.append((mountpoint, 2, root, frozenset()))
-        elif fstype == "cgroup":
-            controllers = frozenset(
-                opt
-                for opt in super_options.split(",")
-                if opt in V1_CONTROLLERS or opt.startswith("name=")
-            )
-            mounts.append((mountpoint, 1, root, controllers))
-    return mounts
+def layout_from_mountinfo(
+    mountinfo: str, read_controllers: Callable[[str], str | None] = _read_controllers
+) -> Layout:
+    """The layout described by ``mountinfo`` text (core's discovery, as paths to write to)."""
+    found = discover_core_layout(mountinfo, read_controllers)
+    return Layout(
+        tuple(Hierarchy(Path(h.mount_point), h.version, h.controllers) for h in found.hierarchies)
+    )
 
 
 def discover_layout(mountinfo_path: str | Path = "/proc/self/mountinfo") -> Layout:
     """Read the cgroup hierarchies of this host from ``mountinfo_path``.
 
-    A hierarchy mounted twice (bind mounts, containers) is kept once, preferring
-    a mount of its root, so paths from /proc/<pid>/cgroup resolve below it.
+    The first mount of a hierarchy wins over later bind mounts of it; a cgroup2
+    mount's controllers come from its ``cgroup.controllers``.
     """
-    text = Path(mountinfo_path).read_text()
-    chosen: dict[tuple[int, frozenset[str]], tuple[Path, str]] = {}
-    for mountpoint, version, root, controllers in parse_cgroup_mounts(text):
-        key = (version, controllers)
-        if key not in chosen or (root == "/" and chosen[key][1] != "/"):
-            chosen[key] = (mountpoint, root)
-    hierarchies = []
-    for (version, controllers), (mountpoint, _root) in chosen.items():
-        served = controllers
-        if version == 2:
-            try:
-                served = frozenset((mountpoint / "cgroup.controllers").read_text().split())
-            except OSError:
-                served = frozenset()
-        hierarchies.append(Hierarchy(mountpoint, version, served))  # type: ignore[arg-type]
-    return Layout(tuple(hierarchies))
+    return layout_from_mountinfo(Path(mountinfo_path).read_text(errors="surrogateescape"))
 
 
 # --- low-level file helpers -------------------------------------------------
@@ -340,6 +283,10 @@ class TransientCgroup:
         proc = subprocess.Popen(argv, preexec_fn=join_then_user, **kwargs)  # noqa: PLW1509
         self._started.append(proc)
         return proc
+
+    def disown(self, process: subprocess.Popen[Any]) -> None:
+        """Stop owning a process :meth:`popen` started: removal will not kill it."""
+        self._started.remove(process)
 
     def run(
         self, argv: Sequence[str], timeout: float = 60, **kwargs: Any
@@ -461,8 +408,9 @@ def _v1_prepare_cpuset(directory: Path) -> None:
     A v1 cpuset starts empty and refuses tasks until both files are set.
     """
     for name in ("cpuset.cpus", "cpuset.mems"):
-        if not _read(directory / name):
-            _write(directory / name, _read(directory.parent / name) or "0")
+        own = directory / name
+        if not own.exists() or not _read(own):
+            _write(own, _read(directory.parent / name) or "0")
 
 
 def _v2_enable(parent: Path, controllers: Iterable[str], available: frozenset[str]) -> None:
@@ -551,8 +499,8 @@ def _make(
                 except OSError as exc:
                     raise CgroupError(f"cannot create cgroup {level}: {exc.strerror}") from exc
                 cg._created.append(level)
-                if hierarchy.version == 1 and controller == "cpuset":
-                    _v1_prepare_cpuset(level)
+                if hierarchy.version == 1 and "cpuset" in hierarchy.controllers:
+                    _v1_prepare_cpuset(level)  # also when co-mounted (cpu,cpuset)
             cg.directories[controller] = directory
         v1_dirs = {
             c: d

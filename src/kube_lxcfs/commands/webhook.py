@@ -301,6 +301,15 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
     )
     _add(
         ops,
+        "--max-connections",
+        type=_positive_int,
+        convert=_positive_int,
+        default=1024,
+        metavar="N",
+        help="open HTTPS connections at most (one thread each); more are closed at once",
+    )
+    _add(
+        ops,
         "--idle-timeout",
         type=_seconds,
         convert=_seconds,
@@ -373,6 +382,7 @@ def run(args: argparse.Namespace) -> int:
         tls_min_version=args.tls_min_version,
         tls_reload_interval=args.tls_reload_interval or 10.0,
         max_body_bytes=args.max_body_bytes,
+        max_connections=args.max_connections,
         idle_timeout=args.idle_timeout,
         shutdown_grace=args.shutdown_grace,
         shutdown_delay=args.shutdown_delay,

@@ -169,7 +169,8 @@ def _api_error(status: int, reason: str, body: Any) -> ApiError:
             message = json.loads(body).get("message", "")
         except (ValueError, AttributeError):
             message = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
-    return ApiError(status, reason, message or reason)
+    # One line: non-JSON bodies ("404 page not found\n") end up in one-line user errors.
+    return ApiError(status, reason, " ".join((message or reason).split()))
 
 
 def connect(kubeconfig: str | None = None, context: str | None = None) -> KubeApi:

@@ -201,6 +201,7 @@ def daemonset() -> dict[str, Any]:
                     "priorityClassName": Ref("nodeAgent.priorityClassName"),
                     "nodeSelector": Ref("nodeAgent.nodeSelector"),
                     "tolerations": Ref("nodeAgent.tolerations"),
+                    "affinity": Ref("nodeAgent.affinity"),
                     "imagePullSecrets": Ref("imagePullSecrets"),
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],
@@ -214,7 +215,11 @@ def daemonset() -> dict[str, Any]:
                             "name": "mount-dir",
                             "hostPath": {"path": mount_dir, "type": "DirectoryOrCreate"},
                         },
-                        {"name": "run", "emptyDir": {"medium": "Memory"}},
+                        # --state-dir: the repair records must outlive the agent pod.
+                        {
+                            "name": "run",
+                            "hostPath": {"path": "/run/kube-lxcfs", "type": "DirectoryOrCreate"},
+                        },
                     ],
                 },
             },
@@ -306,6 +311,7 @@ def deployment() -> dict[str, Any]:
                     "priorityClassName": Ref("webhook.priorityClassName"),
                     "nodeSelector": Ref("webhook.nodeSelector"),
                     "tolerations": Ref("webhook.tolerations"),
+                    "affinity": Ref("webhook.affinity"),
                     "imagePullSecrets": Ref("imagePullSecrets"),
                     "securityContext": {
                         "runAsNonRoot": True,

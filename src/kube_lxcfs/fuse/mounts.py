@@ -13,9 +13,10 @@ import ctypes
 import ctypes.util
 import errno
 import os
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+
+from kube_lxcfs.cgroups.parse import MountEntry, parse_mountinfo
 
 MNT_DETACH = 2
 """umount2 flag: detach now, clean up when no longer busy (``umount -l``)."""
@@ -34,50 +35,17 @@ class MountState(Enum):
     """A live mount (ours or anybody's)."""
 
 
-@dataclass(frozen=True, slots=True)
-class MountEntry:
-    """The mountinfo facts needed to describe a mount to a user."""
-
-    mountpoint: str
-    fstype: str
-    source: str
-    mount_id: int = 0
-    """mountinfo's first field: unique among live mounts, new for every mount."""
-
-
-def _unescape(text: str) -> str:
-    """Undo mountinfo's octal escapes (``\\040`` is a space)."""
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and text[i + 1 : i + 4].isdigit():
-            out.append(chr(int(text[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_mounts(mountinfo: str) -> list[MountEntry]:
+def parse_mounts(mountinfo: str) -> tuple[MountEntry, ...]:
     """Every mount of ``mountinfo`` text, in order (later entries stack on top)."""
-    entries = []
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if not sep or len(fields) < 5 or len(tail) < 2:
-            continue
-        entries.append(
-            MountEntry(_unescape(fields[4]), tail[0], _unescape(tail[1]), int(fields[0]))
-        )
-    return entries
+    return parse_mountinfo(mountinfo)
 
 
 def mount_at(path: str | Path, mountinfo_path: str = "/proc/self/mountinfo") -> MountEntry | None:
     """The topmost mount whose mount point is exactly ``path`` (absolute), if any."""
     target = os.path.abspath(path)
     found = None
-    for entry in parse_mounts(Path(mountinfo_path).read_text()):
-        if entry.mountpoint == target:
+    for entry in parse_mounts(Path(mountinfo_path).read_text(errors="surrogateescape")):
+        if entry.mount_point == target:
             found = entry
     return found
 

@@ -21,7 +21,6 @@ daemon is down, and the next start puts the files back.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -30,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from kube_lxcfs.fuse.stop import loop_exit_callable as _fuse_exit_callable
 from kube_lxcfs.repair import syscalls
 from kube_lxcfs.repair.engine import DEFAULT_STATE_DIR, RepairError, RepairMetrics, detach, repair
 from kube_lxcfs.repair.mountinfo import parse_mountinfo, topmost_at
@@ -39,25 +39,6 @@ log = logging.getLogger("kube_lxcfs.repair")
 
 ON_STOP_CHOICES = ("keep", "detach")
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
-
-
-def _fuse_exit_callable() -> Callable[[], None] | None:
-    """A function ending the current libfuse loop, captured inside a FUSE request.
-
-    libfuse's ``fuse_exit`` needs the ``struct fuse`` pointer, which is only
-    reachable through ``fuse_get_context()`` while a request (here: init) runs.
-    """
-    try:
-        import mfusepy
-
-        libfuse = mfusepy._libfuse
-        pointer = libfuse.fuse_get_context().contents.fuse
-    except (ImportError, AttributeError, ValueError, OSError):
-        return None
-    if not pointer:
-        return None
-    handle = ctypes.c_void_p(pointer)  # a bare int would be passed as a 32-bit C int
-    return lambda: libfuse.fuse_exit(handle)
 
 
 def dead_mount_device(mount_dir: str) -> tuple[int, int] | None:
@@ -87,6 +68,7 @@ class RestartHandling:
         state_dir: str = DEFAULT_STATE_DIR,
         repair_on_start: bool = True,
         metrics: RepairMetrics | None = None,
+        metrics_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if on_stop not in ON_STOP_CHOICES:
             raise ValueError(f"on_stop must be one of {ON_STOP_CHOICES}, not {on_stop!r}")
@@ -95,6 +77,7 @@ class RestartHandling:
         self.state_dir = state_dir
         self.repair_on_start = repair_on_start
         self.metrics = metrics or RepairMetrics()
+        self.metrics_file = Path(metrics_file) if metrics_file else None
         self._ready = threading.Event()
         self._exit_loop: Callable[[], None] | None = None
         self._repair_thread: threading.Thread | None = None
@@ -156,6 +139,7 @@ class RestartHandling:
                 state_dir=self.state_dir,
                 metrics=self.metrics,
                 previous_devs=previous,
+                only_known=True,
             )
         except RepairError as exc:
             log.warning("repair after start skipped: %s", exc)
@@ -164,6 +148,19 @@ class RestartHandling:
         else:
             if report.failed:
                 log.warning("repair after start: %d mounts not repaired", len(report.failed))
+        self._write_metrics()
+
+    def _write_metrics(self) -> None:
+        """Publish the counters as a Prometheus text file (node-exporter textfile style)."""
+        if self.metrics_file is None:
+            return
+        try:
+            self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.metrics_file.with_name(f".{self.metrics_file.name}.{os.getpid()}")
+            tmp.write_text(self.metrics.render())
+            tmp.replace(self.metrics_file)
+        except OSError as exc:
+            log.warning("cannot write repair metrics to %s: %s", self.metrics_file, exc)
 
     def _watch_signals(self) -> None:
         received = signal.sigwait(STOP_SIGNALS)
@@ -176,6 +173,7 @@ class RestartHandling:
             detach(self.mount_dir, state_dir=self.state_dir, metrics=self.metrics)
         except Exception:  # still stop, whatever happened
             log.exception("detach before stop failed")
+        self._write_metrics()
         self._end_loop()
 
     def _end_loop(self) -> None:

@@ -199,6 +199,12 @@ class WebhookMetrics:
                 ("reason",),
             )
         )
+        self.refused_connections = reg(
+            Counter(
+                "kube_lxcfs_webhook_refused_connections_total",
+                "Connections closed at once because --max-connections were open.",
+            )
+        )
         self.tls_reloads = reg(
             Counter(
                 "kube_lxcfs_webhook_tls_reloads_total",

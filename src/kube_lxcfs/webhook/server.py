@@ -47,6 +47,7 @@ class ServerOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY
     idle_timeout: float = 120.0  # keep-alive connections idle longer than this are closed
     handshake_timeout: float = 10.0
+    max_connections: int = 1024  # one thread each; more are closed at once
     shutdown_grace: float = 25.0  # how long SIGTERM waits for in-flight requests
     shutdown_delay: float = 0.0  # readyz fails this long before the listener closes
     inject: InjectOptions = field(default_factory=InjectOptions)
@@ -89,7 +90,10 @@ class _HttpsServer(_DualStackServer):
         except OSError:
             request.close()
             return
-        owner._track(tls, add=True)
+        if not owner._track(tls, add=True):
+            owner.metrics.refused_connections.inc()
+            tls.close()  # over --max-connections: refuse before spending a handshake on it
+            return
         try:
             tls.settimeout(owner.options.handshake_timeout)
             tls.do_handshake()
@@ -164,7 +168,7 @@ class _AdmissionConnection:
             self._reply(exc.code, {"message": str(exc)}, close=True)
             self.linger = True
             return False
-        keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        wants_more = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
         path = target.split("?", 1)[0]  # the API server appends ?timeout=10s
         if method != "POST":
             self._reply(405, {"message": "POST AdmissionReviews to /mutate"}, close=True)
@@ -172,17 +176,22 @@ class _AdmissionConnection:
             return False
         if path != MUTATE_PATH:
             message = f"no such path {path}; POST AdmissionReviews to /mutate"
-            return self._reply(404, {"message": message}, close=not self._skip_body(headers))
+            keep = wants_more and self._skip_body(headers)
+            self._reply(404, {"message": message}, close=not keep)
+            return keep and not self.owner.draining.is_set()
         metrics = self.owner.metrics
         metrics.in_flight.inc(webhook=MUTATE_PATH)
         started = time.perf_counter()
-        code = 500
+        code, payload, keep_alive = 500, {"message": "internal error"}, False
         try:
-            code, keep_alive = self._admit(headers, keep_alive)
+            code, payload, keep_alive = self._admit(headers, wants_more)
         finally:
+            # Counted before the answer leaves, so a client that has its answer sees it counted.
             metrics.in_flight.inc(-1, webhook=MUTATE_PATH)
             metrics.latency.observe(time.perf_counter() - started, webhook=MUTATE_PATH)
             metrics.requests.inc(code=str(code), webhook=MUTATE_PATH)
+            if payload is not None:
+                self._reply(code, payload, close=not keep_alive)
         return keep_alive and not self.owner.draining.is_set()
 
     def _read_head(self, line: bytes) -> tuple[str, str, str, dict[str, str]]:
@@ -207,35 +216,36 @@ class _AdmissionConnection:
             headers[name.strip().lower()] = value.strip()
         raise _Reject(431, f"more than {MAX_HEADERS} headers")
 
-    def _admit(self, headers: dict[str, str], keep_alive: bool) -> tuple[int, bool]:
+    def _admit(
+        self, headers: dict[str, str], keep_alive: bool
+    ) -> tuple[int, dict[str, Any] | None, bool]:
+        """(status, JSON answer or None when the client is gone, keep the connection)."""
         owner = self.owner
         length_text = headers.get("content-length", "")
         if "transfer-encoding" in headers or not length_text.isdigit():
             self.linger = True
-            return self._reply(411, {"message": "Content-Length required"}, close=True), False
+            return 411, {"message": "Content-Length required"}, False
         length = int(length_text)
         limit = owner.options.max_body_bytes
         if length > limit:
             self.linger = True  # the body stays unread: this connection is done
-            message = f"body of {length} bytes exceeds {limit}"
-            return self._reply(413, {"message": message}, close=True), False
+            return 413, {"message": f"body of {length} bytes exceeds {limit}"}, False
         if headers.get("expect", "").lower() == "100-continue":
             self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = self.rfile.read(length)
         if len(body) != length:
-            return 400, False  # the client went away mid-body
+            return 400, None, False  # the client went away mid-body
         content_type = headers.get("content-type", "application/json")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
-            message = "Content-Type must be application/json"
-            return self._reply(415, {"message": message}, close=not keep_alive), keep_alive
+            return 415, {"message": "Content-Type must be application/json"}, keep_alive
         try:
             result = review(json.loads(body), owner.options.inject)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, BadReviewError, bad UTF-8
             reason = str(exc) if isinstance(exc, BadReviewError) else f"invalid JSON: {exc}"
             log.info("bad admission request", extra={"error": reason[:300]})
-            return self._reply(400, {"message": reason[:1000]}, close=not keep_alive), keep_alive
+            return 400, {"message": reason[:1000]}, keep_alive
         owner.record(result)
-        return self._reply(200, result.response, close=not keep_alive), keep_alive
+        return 200, dict(result.response), keep_alive
 
     def _skip_body(self, headers: dict[str, str]) -> bool:
         """Read and drop a small body so the connection can go on; False if it cannot."""
@@ -376,12 +386,16 @@ class WebhookServer:
     def _in_flight(self) -> float:
         return self.metrics.in_flight.value(webhook=MUTATE_PATH)
 
-    def _track(self, conn: ssl.SSLSocket, *, add: bool) -> None:
+    def _track(self, conn: ssl.SSLSocket, *, add: bool) -> bool:
+        """Add or remove an open connection; False when adding would exceed the limit."""
         with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
+            if not add:
                 self._connections.discard(conn)
+            elif len(self._connections) >= self.options.max_connections:
+                return False
+            else:
+                self._connections.add(conn)
+        return True
 
     def _on_tls_reload(self, ok: bool, not_after: float | None) -> None:
         self.metrics.tls_reloads.inc(result="success" if ok else "error")

@@ -1,0 +1,132 @@
+"""Freshness of the cached tree on real cgroups: what the render cache may and may not hide.
+
+Documented bounds (docs/performance.md): a process that moves to another cgroup is
+answered for the new one at once; a limit change shows within 1 s; usage within
+250 ms.  A cgroup whose reads stall does not hold other readers.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from kube_lxcfs.cgroups.parse import parse_meminfo_kb
+from kube_lxcfs.cgroups.reader import StallFault
+from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, unique_name
+from kube_lxcfs.tree import ProcTree, build_tree
+from kube_lxcfs.vfs import FsOptions
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="creating cgroups needs root"),
+]
+
+
+@pytest.fixture
+def tree() -> Iterator[ProcTree]:
+    t = build_tree(FsOptions())
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+def mem_total(tree: ProcTree, pid: int) -> int:
+    return parse_meminfo_kb(tree.read("/proc/meminfo", pid).decode())["MemTotal"]
+
+
+def mem_free(tree: ProcTree, pid: int) -> int:
+    return parse_meminfo_kb(tree.read("/proc/meminfo", pid).decode())["MemFree"]
+
+
+def test_a_process_that_moves_is_answered_for_its_new_cgroup_at_once(tree: ProcTree) -> None:
+    prefix = unique_name("kube-lxcfs-test-fresh")
+    with (
+        create_cgroup(f"{prefix}/a", Limits(memory=256 * MiB)) as a,
+        create_cgroup(f"{prefix}/b", Limits(memory=384 * MiB)) as b,
+    ):
+        proc = a.popen(["sleep", "300"])
+        try:
+            for _ in range(20):  # well within every cache lifetime
+                assert mem_total(tree, proc.pid) == 256 * 1024
+                b.add_pid(proc.pid)
+                assert mem_total(tree, proc.pid) == 384 * 1024
+                a.add_pid(proc.pid)
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_limit_change_shows_within_one_second(tree: ProcTree) -> None:
+    with create_cgroup(unique_name("kube-lxcfs-test-fresh"), Limits(memory=256 * MiB)) as cg:
+        proc = cg.popen(["sleep", "300"])
+        try:
+            assert mem_total(tree, proc.pid) == 256 * 1024  # now cached
+            limit_file = cg.directories["memory"] / "memory.limit_in_bytes"
+            limit_file.write_text(str(320 * MiB))
+            changed = time.monotonic()
+            while mem_total(tree, proc.pid) != 320 * 1024:
+                assert time.monotonic() - changed < 1.0, "the new limit did not show within 1 s"
+                time.sleep(0.01)  # polling the condition against the 1 s bound
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def test_usage_shows_within_250_ms(tree: ProcTree) -> None:
+    script = (
+        "import sys\n"
+        "sys.stdin.readline()\n"
+        "block = b'x' * (96 << 20)\n"  # written, so charged at once
+        "print('allocated', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    with create_cgroup(unique_name("kube-lxcfs-test-fresh"), Limits(memory=512 * MiB)) as cg:
+        proc = cg.popen(
+            [sys.executable, "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            before = mem_free(tree, proc.pid)  # now cached
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "allocated\n"
+            allocated = time.monotonic()
+            while mem_free(tree, proc.pid) > before - 80 * 1024:
+                assert time.monotonic() - allocated < 0.25, "new usage did not show in 250 ms"
+                time.sleep(0.005)  # polling the condition against the 250 ms bound
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_stalled_cgroup_does_not_hold_other_readers() -> None:
+    prefix = unique_name("kube-lxcfs-test-stall")
+    stall = StallFault(f"{prefix}/stalled", 0.3)
+    tree = ProcTree(FsOptions(), stall=stall)
+    with (
+        create_cgroup(f"{prefix}/stalled", Limits(memory=256 * MiB)) as slow,
+        create_cgroup(f"{prefix}/fine", Limits(memory=384 * MiB)) as fine,
+    ):
+        stalled, other = slow.popen(["sleep", "300"]), fine.popen(["sleep", "300"])
+        try:
+            started = time.monotonic()
+            assert mem_total(tree, stalled.pid) == 256 * 1024  # found slow, inline once
+            assert time.monotonic() - started >= 0.3
+            for _ in range(50):
+                started = time.monotonic()
+                assert mem_total(tree, stalled.pid) == 256 * 1024  # its last render
+                assert mem_total(tree, other.pid) == 384 * 1024
+                assert time.monotonic() - started < 0.2, "a read waited for the stalled cgroup"
+        finally:
+            for p in (stalled, other):
+                p.kill()
+                p.wait()
