@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kube-lxcfs {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f"kube_lxcfs.commands.{name}")
+        module = importlib.import_module(f"kube_lxcfs.commands.{name.replace('-', '_')}")
         module.register(subparsers)
     return parser
 
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS and argv[1:2] not in (["-h"], ["--help"]):
-        module = importlib.import_module(f"kube_lxcfs.commands.{argv[0]}")
+        module = importlib.import_module(f"kube_lxcfs.commands.{argv[0].replace('-', '_')}")
         run_raw = getattr(module, "run_raw", None)
         if run_raw is not None:
             return int(run_raw(argv[1:]) or 0)

@@ -13,6 +13,7 @@ which also keeps a slow cgroup from holding the request loop.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -98,10 +99,12 @@ class ProcTree:
             lambda mount: _read_optional(mount + "/cgroup.controllers"),
             self.sys_root,
         )
-        self.cgroups = CgroupReader(self.layout, stall)
+        self.cache = RenderCache(cache)
+        self.cgroups = CgroupReader(self.layout, stall, self.cache.policy.limits_ttl)
         self.processes = ProcessResolver(self.proc_root)
         self.sampler = LoadavgSampler(self._loadavg_tasks, self.proc_root)
-        self.cache = RenderCache(cache)
+        self._host_ttl = self.cache.policy.host_ttl
+        self._host_files: dict[str, tuple[float, str]] = {}
         self._logged: set[tuple[str, str]] = set()
         self._log_lock = threading.Lock()
         usage_ttl = self.cache.policy.usage_ttl
@@ -229,7 +232,21 @@ class ProcTree:
             return b""
 
     def _host_text(self, name: str) -> str:
-        return read_text(f"{self.proc_root}/{name}")
+        return self._host_file(f"{self.proc_root}/{name}")
+
+    def _host_file(self, path: str) -> str:
+        """A host file, kept for ``host_ttl``: every cgroup's render in between shares it.
+
+        Sharing the same text object also lets the renderers' memoized parses hit.
+        """
+        now = self.cache.clock()
+        hit = self._host_files.get(path)
+        if hit is not None and now - hit[0] < self._host_ttl:
+            return hit[1]
+        text = read_text(path)
+        if self._host_ttl > 0:
+            self._host_files[path] = (now, text)
+        return text
 
     def _host_has(self, name: str) -> bool:
         return os.path.exists(f"{self.proc_root}/{name}")
@@ -253,7 +270,7 @@ class ProcTree:
         return self.processes.cgroups(self.processes.deciding_pid(pid, self.options.cgroup_of))
 
     def _host_online(self) -> frozenset[int]:
-        return parse_cpu_list(read_text(self.sys_root + "/devices/system/cpu/online"))
+        return _cpu_list(self._host_file(self.sys_root + "/devices/system/cpu/online"))
 
     def _visible(self, entries: Entries) -> tuple[int, ...]:
         cpu = self.cgroups.cpu(entries)
@@ -408,6 +425,11 @@ class ProcTree:
             return b""  # sysfs files that fail on the host read as empty (as in lxcfs)
 
 
+@functools.lru_cache(maxsize=16)
+def _cpu_list(text: str) -> frozenset[int]:
+    return parse_cpu_list(text)
+
+
 def _host_has_swap(meminfo: str) -> bool:
     """Whether the host's meminfo shows any swap (a cheap scan, no full parse)."""
     at = meminfo.find("SwapTotal:")
@@ -420,10 +442,11 @@ def _host_has_swap(meminfo: str) -> bool:
 def build_tree(options: FsOptions) -> ProcTree:
     """The tree the ``fs`` daemon serves; call ``start()`` before serving, ``close()`` after.
 
-    Honours the ``KUBE_LXCFS_FAULT_STALL`` fault injection (see
-    :data:`kube_lxcfs.cgroups.reader.FAULT_STALL_ENV`).
+    Honours ``KUBE_LXCFS_CACHE=off`` (:data:`kube_lxcfs.render_cache.CACHE_ENV`) and
+    the ``KUBE_LXCFS_FAULT_STALL`` fault injection
+    (:data:`kube_lxcfs.cgroups.reader.FAULT_STALL_ENV`), both for benchmarks and tests.
     """
-    return ProcTree(options, stall=StallFault.from_env())
+    return ProcTree(options, cache=CachePolicy.from_env(), stall=StallFault.from_env())
 
 
 __all__ = ["CPU_DIR", "PRESSURE_FILES", "PROC_FILES", "CgroupUnavailable", "ProcTree", "build_tree"]

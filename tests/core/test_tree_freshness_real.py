@@ -8,6 +8,8 @@ answered for the new one at once; a limit change shows within 1 s; usage within
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -36,6 +38,10 @@ def tree() -> Iterator[ProcTree]:
 
 def mem_total(tree: ProcTree, pid: int) -> int:
     return parse_meminfo_kb(tree.read("/proc/meminfo", pid).decode())["MemTotal"]
+
+
+def mem_free(tree: ProcTree, pid: int) -> int:
+    return parse_meminfo_kb(tree.read("/proc/meminfo", pid).decode())["MemFree"]
 
 
 def test_a_process_that_moves_is_answered_for_its_new_cgroup_at_once(tree: ProcTree) -> None:
@@ -67,6 +73,36 @@ def test_a_limit_change_shows_within_one_second(tree: ProcTree) -> None:
             while mem_total(tree, proc.pid) != 320 * 1024:
                 assert time.monotonic() - changed < 1.0, "the new limit did not show within 1 s"
                 time.sleep(0.01)  # polling the condition against the 1 s bound
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def test_usage_shows_within_250_ms(tree: ProcTree) -> None:
+    script = (
+        "import sys\n"
+        "sys.stdin.readline()\n"
+        "block = b'x' * (96 << 20)\n"  # written, so charged at once
+        "print('allocated', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    with create_cgroup(unique_name("kube-lxcfs-test-fresh"), Limits(memory=512 * MiB)) as cg:
+        proc = cg.popen(
+            [sys.executable, "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            before = mem_free(tree, proc.pid)  # now cached
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "allocated\n"
+            allocated = time.monotonic()
+            while mem_free(tree, proc.pid) > before - 80 * 1024:
+                assert time.monotonic() - allocated < 0.25, "new usage did not show in 250 ms"
+                time.sleep(0.005)  # polling the condition against the 250 ms bound
         finally:
             proc.kill()
             proc.wait()

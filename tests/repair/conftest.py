@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from .helpers import Holder, KubeLxcfsSource, LxcfsSource
+from .helpers import FuseSource, Holder, KubeLxcfsSource, LxcfsSource
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -35,38 +35,31 @@ def rootfs_builder() -> ModuleType:
     return rootfs
 
 
-@pytest.fixture
-def lxcfs(tmp_path: Path) -> Iterator[LxcfsSource]:
-    if shutil.which("lxcfs") is None:
-        pytest.fail("lxcfs is not installed (deps/apt)")
-    source = LxcfsSource(tmp_path / "lxcfs")
+def _running(source: FuseSource) -> Iterator[FuseSource]:
     try:
         source.start()
         yield source
     finally:
         source.close()
+
+
+@pytest.fixture
+def lxcfs(tmp_path: Path) -> Iterator[LxcfsSource]:
+    if shutil.which("lxcfs") is None:
+        pytest.fail("lxcfs is not installed (deps/apt)")
+    yield from _running(LxcfsSource(tmp_path / "lxcfs"))
 
 
 @pytest.fixture
 def shared_lxcfs(tmp_path: Path) -> Iterator[LxcfsSource]:
     """lxcfs under a shared mount, so its remounts propagate into slave namespaces."""
-    source = LxcfsSource(tmp_path / "lxcfs-shared", shared=True)
-    try:
-        source.start()
-        yield source
-    finally:
-        source.close()
+    yield from _running(LxcfsSource(tmp_path / "lxcfs-shared", shared=True))
 
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[KubeLxcfsSource]:
     """Our daemon, started; the test may kill and restart it."""
-    source = KubeLxcfsSource(tmp_path / "kube-lxcfs")
-    try:
-        source.start()
-        yield source
-    finally:
-        source.close()
+    yield from _running(KubeLxcfsSource(tmp_path / "kube-lxcfs"))
 
 
 @pytest.fixture

@@ -55,113 +55,23 @@ def make_shared(path: str) -> None:
         raise OSError(ctypes.get_errno(), f"make-shared {path}")
 
 
-class LxcfsSource:
-    """Debian's lxcfs as the FUSE filesystem behind the bind mounts."""
+class FuseSource:
+    """A FUSE daemon a test starts, kills (leaving dead mounts) and starts again.
 
-    def __init__(self, base: Path, *, shared: bool = False) -> None:
-        self.base = base
-        self.mount_dir = base / "mnt"
-        self.mount_dir.mkdir(parents=True, exist_ok=True)
-        self.shared = shared
-        if shared:
-            # A shared parent, like kubelet's Bidirectional / HostToContainer setup:
-            # mounts at mount_dir propagate into namespaces made as its slaves.
-            syscalls.bind_mount(str(base), str(base))
-            make_shared(str(base))
-        self.fsname = f"kube-lxcfs-test-{uuid.uuid4().hex[:8]}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.generation = 0
-
-    @property
-    def dev(self) -> tuple[int, int] | None:
-        found = mount_source_at(str(self.mount_dir))
-        return found[1] if found and found[0] == self.fsname else None
-
-    def start(self) -> None:
-        """Mount (detaching a dead mount first, as our daemon does) and wait until it answers."""
-        found = mount_source_at(str(self.mount_dir))
-        if found and found[0] == self.fsname:
-            syscalls.umount2(str(self.mount_dir))
-        self.generation += 1
-        log = open(self.base / f"lxcfs-{self.generation}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                "/usr/bin/lxcfs",
-                "-f",
-                "-p",
-                str(self.base / f"lxcfs-{self.generation}.pid"),
-                "-o",
-                f"fsname={self.fsname}",
-                str(self.mount_dir),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        wait_for(self._answers, what=f"lxcfs on {self.mount_dir}")
-
-    def _answers(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"lxcfs exited with {self.proc.returncode}")
-        if self.dev is None:
-            return False
-        try:
-            return (self.mount_dir / "proc" / "meminfo").read_text().startswith("MemTotal")
-        except OSError:
-            return False
-
-    def kill9(self) -> None:
-        """Kill the daemon hard: its mount and every bind of it go dead (ENOTCONN)."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-
-    def stop(self) -> None:
-        """Clean stop (SIGTERM): lxcfs unmounts its mount point."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-
-    def close(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-        for _ in range(5):
-            found = mount_source_at(str(self.mount_dir))
-            if not found or found[0] != self.fsname:
-                break
-            with contextlib.suppress(OSError):
-                syscalls.umount2(str(self.mount_dir))
-        if self.shared:
-            with contextlib.suppress(OSError):
-                syscalls.umount2(str(self.base))
-
-
-class KubeLxcfsSource:
-    """Our daemon (``python -m kube_lxcfs fs``) with a unique fsname and its own state dir.
-
-    It detaches a dead mount itself at start, then repairs containers in the
-    background: tests only kill and start it.
+    Every instance mounts with its own ``fsname`` so repair only ever sees this
+    test's mounts, whatever else runs on the machine.
     """
 
-    def __init__(self, base: Path, *args: str, fsname: str | None = None) -> None:
+    def __init__(self, base: Path, fsname: str | None = None) -> None:
         self.base = base
         self.mount_dir = base / "mnt"
-        self.state_dir = base / "state"
         self.fsname = fsname or f"kube-lxcfs-test-{uuid.uuid4().hex[:8]}"
-        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
         self.generation = 0
 
     @property
     def dev(self) -> tuple[int, int] | None:
+        """Device of the live mount (None while down)."""
         found = mount_source_at(str(self.mount_dir))
         return found[1] if found and found[0] == self.fsname else None
 
@@ -175,16 +85,14 @@ class KubeLxcfsSource:
         except FileNotFoundError:
             return ""
 
-    def start(self, *extra: str) -> None:
+    def _launch(self, argv: list[str]) -> None:
         self.generation += 1
         self.base.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "kube_lxcfs", "fs", "-o", f"fsname={self.fsname}"]
-        argv += ["--state-dir", str(self.state_dir), *self.args, *extra, str(self.mount_dir)]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
-        wait_for(self._answers, timeout=20, what=f"kube-lxcfs fs on {self.mount_dir}")
+        wait_for(self._answers, timeout=20, what=f"{argv[0]} on {self.mount_dir}")
 
     def _answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -196,11 +104,8 @@ class KubeLxcfsSource:
         except OSError:
             return False
 
-    def repaired(self) -> bool:
-        """Whether the current daemon logged the end of its start-up repair pass."""
-        return "kube_lxcfs.repair: repair:" in self.log()
-
     def kill9(self) -> None:
+        """Kill the daemon hard: its mount and every bind of it go dead (ENOTCONN)."""
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait()
@@ -228,11 +133,61 @@ class KubeLxcfsSource:
             self.proc.wait()
             self.proc = None
         for _ in range(5):
-            found = mount_source_at(str(self.mount_dir))
-            if not found or found[0] != self.fsname:
+            if self.dev is None:
                 break
             with contextlib.suppress(OSError):
                 syscalls.umount2(str(self.mount_dir))
+
+
+class LxcfsSource(FuseSource):
+    """Debian's lxcfs as the FUSE filesystem behind the bind mounts."""
+
+    def __init__(self, base: Path, *, shared: bool = False) -> None:
+        super().__init__(base)
+        self.mount_dir.mkdir(parents=True, exist_ok=True)
+        self.shared = shared
+        if shared:
+            # A shared parent, like kubelet's Bidirectional / HostToContainer setup:
+            # mounts at mount_dir propagate into namespaces made as its slaves.
+            syscalls.bind_mount(str(base), str(base))
+            make_shared(str(base))
+
+    def start(self) -> None:
+        """Mount (detaching a dead mount first, as our daemon does) and wait until it answers."""
+        found = mount_source_at(str(self.mount_dir))
+        if found and found[0] == self.fsname:
+            syscalls.umount2(str(self.mount_dir))
+        pidfile = self.base / f"lxcfs-{self.generation + 1}.pid"
+        argv = ["/usr/bin/lxcfs", "-f", "-p", str(pidfile), "-o", f"fsname={self.fsname}"]
+        self._launch([*argv, str(self.mount_dir)])
+
+    def close(self) -> None:
+        super().close()
+        if self.shared:
+            with contextlib.suppress(OSError):
+                syscalls.umount2(str(self.base))
+
+
+class KubeLxcfsSource(FuseSource):
+    """Our daemon (``python -m kube_lxcfs fs``) with its own state dir.
+
+    It detaches a dead mount itself at start, then repairs containers in the
+    background: tests only kill and start it.
+    """
+
+    def __init__(self, base: Path, *args: str, fsname: str | None = None) -> None:
+        super().__init__(base, fsname)
+        self.state_dir = base / "state"
+        self.args = args
+
+    def start(self, *extra: str) -> None:
+        argv = [sys.executable, "-m", "kube_lxcfs", "fs", "-o", f"fsname={self.fsname}"]
+        argv += ["--state-dir", str(self.state_dir), *self.args, *extra, str(self.mount_dir)]
+        self._launch(argv)
+
+    def repaired(self) -> bool:
+        """Whether the current daemon logged the end of its start-up repair pass."""
+        return "kube_lxcfs.repair: repair:" in self.log()
 
 
 class Holder:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import errno
+import re
+import threading
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -28,12 +32,13 @@ def reads_live(holder, path: str) -> bool:
 
 def test_daemon_repairs_after_kill9_without_help(daemon: KubeLxcfsSource, holders) -> None:
     hs = [holders(daemon.mount_dir, FILES) for _ in range(3)]
+    metrics = daemon.base / "repair.prom"
     daemon.kill9()
     for h in hs:
         with pytest.raises(OSError) as exc:
             h.read(h.targets["proc/meminfo"])
         assert exc.value.errno == errno.ENOTCONN
-    daemon.start()
+    daemon.start("--repair-metrics-file", str(metrics))
     wait_for(
         lambda: all(reads_live(h, t) for h in hs for t in h.targets.values()),
         timeout=5,
@@ -41,6 +46,11 @@ def test_daemon_repairs_after_kill9_without_help(daemon: KubeLxcfsSource, holder
     )
     wait_for(daemon.repaired, what="repair summary in the log")
     assert "repaired" in daemon.log()
+    wait_for(metrics.exists, what="the metrics file")
+    text = metrics.read_text()
+    assert "kube_lxcfs_repair_passes_total 1\n" in text
+    repaired = re.search(r'kube_lxcfs_repair_mounts_total\{outcome="repaired"\} (\d+)', text)
+    assert repaired is not None and int(repaired.group(1)) >= 9  # 3 x (2 files + mount dir)
     for h in hs:
         assert all(
             m.read_only and m.dev == daemon.dev
@@ -137,3 +147,61 @@ def test_a_second_daemon_of_the_same_name_leaves_the_first_ones_containers_alone
         )
     finally:
         other.close()
+
+
+def test_a_fresh_daemon_on_another_directory_takes_nothing(
+    tmp_path: Path, daemon: KubeLxcfsSource, holders
+) -> None:
+    """A private daemon (e.g. of `kube-lxcfs run`) with no history of its own directory
+    leaves another daemon's stale mounts alone, even with the same name."""
+    mine = holders(daemon.mount_dir, FILES)
+    daemon.kill9()
+    private = KubeLxcfsSource(tmp_path / "private", fsname=daemon.fsname)
+    try:
+        private.start()
+        wait_for(private.repaired, what="private daemon's repair summary")
+        assert "repaired" not in private.log().split("repair:")[-1]
+        with pytest.raises(OSError) as exc:
+            mine.read(mine.targets["proc/meminfo"])
+        assert exc.value.errno == errno.ENOTCONN
+    finally:
+        private.close()
+
+
+def test_the_start_up_repair_never_holds_the_request_loop(daemon: KubeLxcfsSource, holders) -> None:
+    """Reads of the new mount are answered while the repair pass is still running."""
+    hs = [holders(daemon.mount_dir, FILES) for _ in range(12)]
+    daemon.kill9()
+    answered: list[float] = []
+    stop = threading.Event()
+    meminfo = daemon.mount_dir / "proc" / "meminfo"
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                if meminfo.read_text().startswith("MemTotal:"):
+                    answered.append(time.time())
+            except OSError:
+                continue  # down, or the dead mount: not answered
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        daemon.start()
+        summary = wait_for(
+            lambda: re.search(
+                r"^(\S+ \S+) INFO kube_lxcfs.repair: repair: .* in (\d+) ms$",
+                daemon.log(),
+                re.M,
+            ),
+            what="repair summary in the log",
+        )
+    finally:
+        stop.set()
+        thread.join()
+    ended = datetime.strptime(summary.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    began = ended - int(summary.group(2)) / 1000
+    assert int(summary.group(2)) >= 20, "the pass is too short to tell"
+    during = [t for t in answered if began < t < ended]
+    assert during, f"no read answered during the {summary.group(2)} ms repair pass"
+    assert all(reads_live(h, h.targets["proc/meminfo"]) for h in hs)

@@ -312,3 +312,17 @@ def test_meminfo_kb_from_capture() -> None:
     assert values["HugePages_Total"] == 0
     with pytest.raises(ParseError):
         parse_meminfo_kb("Foo: 1 kB\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a 1 2\n3\n", "a 1\nb\n", "a x\n", "a 1\nb 2 3\n", "a\n1\n"],
+)
+def test_flat_keyed_rejects_misshapen_lines(text: str) -> None:
+    with pytest.raises(ParseError):
+        parse_flat_keyed(text, "memory.stat")
+
+
+def test_flat_keyed_fast_and_line_paths_agree() -> None:
+    assert parse_flat_keyed("a 1\nb 2\n") == parse_flat_keyed("a 1\n\nb 2") == {"a": 1, "b": 2}
+    assert parse_flat_keyed("") == {}

@@ -49,6 +49,12 @@ def test_parse_line_unescapes_paths_and_reads_flags() -> None:
     assert parse_line(CONTAINER.splitlines()[2]).read_only
 
 
+def test_a_deleted_root_is_the_path_it_was() -> None:
+    """A dead FUSE file whose lookup failed shows ``//deleted`` after its root (seen here)."""
+    line = "119 47 0:50 /proc/meminfo//deleted /ctr/meminfo ro - fuse.lxcfs kube-lxcfs ro"
+    assert parse_line(line).root == "/proc/meminfo"
+
+
 def test_live_fs_is_the_top_fuse_mount_at_the_directory() -> None:
     fs = live()
     assert (fs.mount_id, fs.dev, fs.fstype, fs.source) == (47, (0, 41), "fuse.lxcfs", "kube-lxcfs")

@@ -8,7 +8,10 @@ file, with the guest's own failure report as the message.
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -20,11 +23,19 @@ import vmharness
 import vmimage
 
 REPO = vmimage.REPO
+sys.path.insert(0, str(REPO / "tests" / "containers"))
+from fidelity import DOC, MEASURED, load_columns, render  # noqa: E402
+from rootfs import FULL, ensure_rootfs  # noqa: E402
+
+V2_COLUMN = "cgroup-v2"
+UPDATE_DOCS = os.environ.get("KUBE_LXCFS_UPDATE_DOCS") == "1"
 GUEST_DIR = Path(__file__).resolve().parent / "guest"
 # Tests of other tiers that are written for v1 and v2 alike, run again on pure v2.
 SHARED_SUITES: tuple[str, ...] = ()
+# The fidelity matrix goes last: busybox `uptime` must see a VM that has been up a while.
 GUEST_FILES = sorted(
-    [str(p.relative_to(REPO)) for p in GUEST_DIR.glob("test_*.py")] + list(SHARED_SUITES)
+    [str(p.relative_to(REPO)) for p in GUEST_DIR.glob("test_*.py")] + list(SHARED_SUITES),
+    key=lambda path: (path.endswith("fidelity.py"), path),
 )
 # What the guest needs of the project: the package, the tests and the pytest configuration.
 GUEST_SHIP = ("src", "tests", "pyproject.toml")
@@ -43,7 +54,7 @@ class TierRun:
 
     result: vmharness.VmResult
     build_seconds: float | None
-    image_seconds: float  # time to get the image: a build, or a cache check
+    image_seconds: float  # time to get the images: builds, or cache checks
     cases: dict[str, list[ET.Element]] = field(default_factory=dict)  # guest file -> testcases
 
     def summary(self) -> str:
@@ -91,6 +102,8 @@ def v2_tier(
 ) -> TierRun:
     started = time.monotonic()
     image = vmimage.build_image()
+    # the containers tier's root filesystem, for runc inside the VM (fidelity matrix)
+    container_disk = vmimage.directory_disk(ensure_rootfs(FULL))
     image_seconds = time.monotonic() - started
     results = tmp_path_factory.mktemp("vm-results")
     result = vmharness.run_in_vm(
@@ -100,6 +113,7 @@ def v2_tier(
         results_dir=results,
         on_output=_progress(request),
         ship=GUEST_SHIP,
+        extra_disks=[container_disk],
     )
     run = TierRun(result, image.build_seconds, image_seconds)
     junit = results / "junit.xml"
@@ -139,3 +153,28 @@ def test_guest_file_passes_on_pure_cgroup_v2(v2_tier: TierRun, guest_file: str) 
     ran = [case for case in cases if case.find("skipped") is None]
     assert not problems, "\n\n".join(problems)
     assert ran, f"every test of {guest_file} was skipped in the VM"
+
+
+def test_the_v2_column_of_what_programs_see_is_the_measured_one(v2_tier: TierRun) -> None:
+    """docs/what-programs-see.md's cgroup v2 column is what the guest's runc containers saw.
+
+    ``KUBE_LXCFS_UPDATE_DOCS=1`` records the measurement and regenerates the page.
+    """
+    measured_file = v2_tier.result.results_dir / f"measured-{V2_COLUMN}.json"
+    assert measured_file.exists(), "the guest recorded no fidelity measurements"
+    measured = json.loads(measured_file.read_text())
+    recorded = MEASURED / f"{V2_COLUMN}.json"
+    if UPDATE_DOCS:
+        recorded.write_text(json.dumps(measured, indent=1, ensure_ascii=False) + "\n")
+        DOC.write_text(render(load_columns()))
+    assert load_columns().get(V2_COLUMN) == measured, (
+        f"{recorded} differs from this VM run; rerun with KUBE_LXCFS_UPDATE_DOCS=1 and commit"
+    )
+    committed = DOC.read_text()
+    generated = render(load_columns())
+    diff = "".join(
+        difflib.unified_diff(
+            committed.splitlines(True), generated.splitlines(True), str(DOC), "generated"
+        )
+    )
+    assert not diff, f"{DOC} is not the generated table (KUBE_LXCFS_UPDATE_DOCS=1):\n{diff}"

@@ -3,8 +3,8 @@
 The project directory is shared read-only at ``/mnt/src`` (9p), and a per-run results
 directory read-write at ``/mnt/results``: the guest init runs ``command.sh`` from there with
 ``/mnt/src`` as its working directory, writes ``output.log`` and ``exit-code``, and powers off.
-Two extra virtio disks are attached for block-I/O tests (``/dev/vdb``, blank) — the root disk
-is ``snapshot=on``, so guest writes never reach the cached image.
+A blank virtio disk is attached for block-I/O tests (``/dev/vdb``), read-only extra disks after
+it; the root disk is ``snapshot=on``, so guest writes never reach the cached image.
 
 qemu is owned by this process: it gets PR_SET_PDEATHSIG, and is killed in ``finally`` and at
 interpreter exit, so an interrupted test run leaves no qemu behind.
@@ -100,8 +100,18 @@ def _accelerator() -> list[str]:
 
 
 def qemu_command(
-    image: VmImage, run_dir: Path, src: Path, *, cpus: int, memory_mb: int, data_disk: Path
+    image: VmImage,
+    run_dir: Path,
+    src: Path,
+    *,
+    cpus: int,
+    memory_mb: int,
+    data_disk: Path,
+    extra_disks: Sequence[Path] = (),
 ) -> list[str]:
+    extra = []
+    for disk in extra_disks:
+        extra += ["-drive", f"file={disk},format=raw,if=virtio,readonly=on"]
     return [
         shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
         "-nodefaults",
@@ -117,6 +127,7 @@ def qemu_command(
         "-append", KERNEL_ARGS,
         "-drive", f"file={image.rootfs},format=raw,if=virtio,snapshot=on,cache=unsafe",
         "-drive", f"file={data_disk},format=raw,if=virtio,cache=unsafe",
+        *extra,
         "-device", "virtio-rng-pci",
         "-virtfs",
         f"local,path={run_dir},mount_tag=results,security_model=none,multidevs=remap",
@@ -163,13 +174,15 @@ def run_in_vm(
     results_dir: Path | None = None,
     on_output: Callable[[str], None] | None = None,
     ship: Sequence[str] = (),
+    extra_disks: Sequence[Path] = (),
 ) -> VmResult:
     """Boot the VM, run ``command`` (bash, cwd /mnt/src) inside it, power off, return the result.
 
     ``on_output`` receives the command's output as it is produced (tailed from the share).
     ``ship`` names paths under ``src`` to pack into ``/mnt/results/project.tar``: one
     sequential 9p read instead of thousands of slow 9p lookups (imports, pytest collection);
-    the guest unpacks it where it likes.
+    the guest unpacks it where it likes. ``extra_disks`` are attached read-only after the
+    blank data disk: ``/dev/vdc``, ``/dev/vdd``...
     Exit codes: the command's own; 124 if it overran ``timeout``; 125 if the guest did not
     reach its init within ``boot_timeout`` or died before finishing.
     """
@@ -185,7 +198,15 @@ def run_in_vm(
     console_path = run_dir / "console.log"
     output_path = run_dir / "output.log"
     exit_path = run_dir / "exit-code"
-    cmd = qemu_command(image, run_dir, src, cpus=cpus, memory_mb=memory_mb, data_disk=data_disk)
+    cmd = qemu_command(
+        image,
+        run_dir,
+        src,
+        cpus=cpus,
+        memory_mb=memory_mb,
+        data_disk=data_disk,
+        extra_disks=extra_disks,
+    )
     started = time.monotonic()
     boot_seconds: float | None = None
     streamed = 0
@@ -258,6 +279,19 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds the command may run (default %(default)s)",
     )
     parser.add_argument("--keep", type=Path, help="results directory to keep (default: temp)")
+    parser.add_argument(
+        "--disk",
+        type=Path,
+        action="append",
+        default=[],
+        help="attach a disk image read-only (/dev/vdc, /dev/vdd...)",
+    )
+    parser.add_argument(
+        "--ship",
+        action="append",
+        default=[],
+        help="pack this project path into /mnt/results/project.tar",
+    )
     parser.add_argument("command", nargs="+", help="'build' or a shell command for the guest")
     args = parser.parse_args(argv)
     image = build_image(force=args.rebuild)
@@ -271,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         results_dir=args.keep,
         on_output=lambda text: print(text, end="", flush=True),
+        ship=args.ship,
+        extra_disks=args.disk,
     )
     boot = f"{result.boot_seconds:.1f} s" if result.boot_seconds is not None else "no boot"
     print(

@@ -148,6 +148,16 @@ def format_cpu_list(cpus: frozenset[int] | set[int] | list[int] | tuple[int, ...
 
 def parse_flat_keyed(text: str, source: str = "flat keyed file") -> dict[str, int]:
     """Parse ``key value`` lines (memory.stat, cpu.stat, ...) into a dict of ints."""
+    words = text.split()
+    if len(words) == 2 * text.count("\n") + (not text.endswith("\n") and bool(words)):
+        # the well-formed shape (one key and one value per line), parsed in C;
+        # anything else, or a value that is not a number, takes the line walk below
+        keys = words[::2]
+        if not any(map(str.isdigit, keys)):  # a number in a key's place: misaligned
+            try:
+                return dict(zip(keys, map(int, words[1::2]), strict=True))
+            except ValueError:
+                pass
     values: dict[str, int] = {}
     for line in text.splitlines():
         if not line:

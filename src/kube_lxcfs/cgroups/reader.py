@@ -41,6 +41,7 @@ from kube_lxcfs.cgroups.snapshot import (
     MemorySnapshot,
     MemoryStat,
 )
+from kube_lxcfs.render_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +184,30 @@ def _min_limit(limits: list[int | None]) -> int | None:
     return min(present) if present else None
 
 
-class V1Backend:
-    """cgroup v1: one hierarchy per controller set, ``*_in_bytes`` files."""
+class _LimitCache:
+    """Limits (minimum over ancestors) kept for ``ttl`` seconds: they change only on resize."""
+
+    def __init__(self, cache: TtlCache | None = None, ttl: float = 0.0) -> None:
+        self.limit_cache = cache
+        self.limit_ttl = ttl
 
     def _hier_min(self, h: Hierarchy, cgroup: str, name: str) -> int | None:
+        if self.limit_cache is None:
+            return self._read_hier_min(h, cgroup, name)
+        return self.limit_cache.get(
+            (h.mount_point, cgroup, name),
+            self.limit_ttl,
+            lambda: self._read_hier_min(h, cgroup, name),
+        )
+
+    def _read_hier_min(self, h: Hierarchy, cgroup: str, name: str) -> int | None:
+        raise NotImplementedError
+
+
+class V1Backend(_LimitCache):
+    """cgroup v1: one hierarchy per controller set, ``*_in_bytes`` files."""
+
+    def _read_hier_min(self, h: Hierarchy, cgroup: str, name: str) -> int | None:
         limits: list[int | None] = []
         for cg in _limited_ancestors(cgroup):
             text = _read_optional(h.directory(cg) + "/" + name)
@@ -293,10 +314,10 @@ class V1Backend:
         return None
 
 
-class V2Backend:
+class V2Backend(_LimitCache):
     """cgroup v2: one unified hierarchy, ``max`` for no limit, swap counted alone."""
 
-    def _hier_min(self, h: Hierarchy, cgroup: str, name: str) -> int | None:
+    def _read_hier_min(self, h: Hierarchy, cgroup: str, name: str) -> int | None:
         limits: list[int | None] = []
         for cg in _limited_ancestors(cgroup):
             text = _read_optional(h.directory(cg) + "/" + name)
@@ -394,9 +415,16 @@ class CgroupReader:
     its namespace init) and picks the hierarchy and back-end per controller.
     """
 
-    def __init__(self, layout: Layout, stall: StallFault | None = None) -> None:
+    def __init__(
+        self, layout: Layout, stall: StallFault | None = None, limits_ttl: float = 0.0
+    ) -> None:
         self.layout = layout
         self.stall = stall
+        self.limits_ttl = limits_ttl
+        """How long limits (memory and swap limits, cpuset, CPU quota) are kept."""
+        self._limits = TtlCache()
+        self._v1 = V1Backend(self._limits, limits_ttl)
+        self._v2 = V2Backend(self._limits, limits_ttl)
 
     def locate(self, entries: tuple[CgroupEntry, ...], controller: str) -> tuple[Hierarchy, str]:
         """The hierarchy and cgroup path answering ``controller`` for these entries."""
@@ -413,10 +441,9 @@ class CgroupReader:
         if self.stall.substring in cgroup:
             time.sleep(self.stall.seconds)
 
-    @staticmethod
-    def backend(h: Hierarchy) -> Backend:
+    def backend(self, h: Hierarchy) -> Backend:
         """The back-end for a hierarchy's version."""
-        return V2 if h.version == 2 else V1
+        return self._v2 if h.version == 2 else self._v1
 
     def memory(self, entries: tuple[CgroupEntry, ...], swap: bool = True) -> MemorySnapshot:
         """Memory limit, usage, stat and swap of the memory cgroup.
@@ -428,17 +455,21 @@ class CgroupReader:
         return self.backend(h).memory(h, cg, swap)
 
     def cpu(self, entries: tuple[CgroupEntry, ...]) -> CpuSnapshot:
-        """Effective cpuset and CFS quota (minimum over ancestors)."""
-        cpuset: frozenset[int] | None = None
-        cpuset_cg = cpu_cg = "/"
-        if self.layout.hierarchy("cpuset") is not None:
-            h, cpuset_cg = self.locate(entries, "cpuset")
-            cpuset = self.backend(h).cpuset(h, cpuset_cg)
-        quota: float | None = None
-        if self.layout.hierarchy("cpu") is not None:
-            h, cpu_cg = self.locate(entries, "cpu")
-            quota = self.backend(h).cpu_quota(h, cpu_cg)
-        return CpuSnapshot(cpuset, quota, cpuset_cg, cpu_cg)
+        """Effective cpuset and CFS quota (minimum over ancestors), kept for ``limits_ttl``."""
+        cpuset_h = self.layout.hierarchy("cpuset")
+        cpu_h = self.layout.hierarchy("cpu")
+        cpuset_cg = self.locate(entries, "cpuset")[1] if cpuset_h is not None else "/"
+        cpu_cg = self.locate(entries, "cpu")[1] if cpu_h is not None else "/"
+
+        def read() -> CpuSnapshot:
+            cpuset = quota = None
+            if cpuset_h is not None:
+                cpuset = self.backend(cpuset_h).cpuset(cpuset_h, cpuset_cg)
+            if cpu_h is not None:
+                quota = self.backend(cpu_h).cpu_quota(cpu_h, cpu_cg)
+            return CpuSnapshot(cpuset, quota, cpuset_cg, cpu_cg)
+
+        return self._limits.get(("cpu", cpuset_cg, cpu_cg), self.limits_ttl, read)
 
     def cpu_usage(self, entries: tuple[CgroupEntry, ...]) -> CpuUsage | None:
         """CPU time of the cgroup (``None`` when it is the root: the host's own counters)."""

@@ -18,4 +18,5 @@ SUBCOMMANDS = (
     "uninstall",
     "doctor",
     "runtime",
+    "setup-node",
 )

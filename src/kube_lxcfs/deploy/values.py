@@ -14,22 +14,15 @@ import copy
 from typing import Any
 
 from kube_lxcfs import __version__
+from kube_lxcfs.webhook.config import DEFAULT_FILES as WEBHOOK_DEFAULT_FILES
 
 NAME = "kube-lxcfs"
 DEFAULT_NAMESPACE = "lxcfs"
 NAMESPACE_LABEL = "lxcfs-admission-webhook"
 POD_OPT_IN_LABEL = "kube-lxcfs.io/inject"
 
-DEFAULT_FILES = [
-    "proc/cpuinfo",
-    "proc/diskstats",
-    "proc/meminfo",
-    "proc/stat",
-    "proc/swaps",
-    "proc/uptime",
-    "proc/loadavg",
-    "sys/devices/system/cpu/",
-]
+# What the webhook injects by default (its own list, so the two never disagree).
+DEFAULT_FILES = list(WEBHOOK_DEFAULT_FILES)
 
 DEFAULTS: dict[str, Any] = {
     # Helm takes this from --namespace (.Release.Namespace); it is not in values.yaml.

@@ -74,6 +74,20 @@ class Report:
             grouped.setdefault(o.namespace, []).append(o)
         return grouped
 
+    def container_lines(self) -> list[str]:
+        """One line per container (mount namespace): how many mounts ended how.
+
+        Containers whose mounts were all healthy are left out.
+        """
+        lines = []
+        for ns, outcomes in self.by_namespace().items():
+            counts = Counter(o.status for o in outcomes)
+            if set(counts) <= {"healthy"}:
+                continue
+            parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            lines.append(f"container {ns.label}: {parts}")
+        return lines
+
     def summary(self) -> str:
         counts = Counter(o.status for o in self.outcomes)
         parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no mounts of ours"
@@ -175,6 +189,18 @@ def record_generation(state_dir: str, mount_dir: str, dev: tuple[int, int]) -> N
         tmp.replace(path)
     except OSError as exc:
         log.warning("cannot record the filesystem generation in %s: %s", state_dir, exc)
+    _forget_removed_mount_dirs(Path(state_dir))
+
+
+def _forget_removed_mount_dirs(state_dir: Path) -> None:
+    """Drop the records of mount directories that no longer exist (temporary ones)."""
+    for record in state_dir.glob("generations-*.json"):
+        try:
+            mount_dir = json.loads(record.read_text())["mount_dir"]
+            if not os.path.isdir(mount_dir):
+                record.unlink()
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
 
 
 def _namespace_mounts(ns: Namespace) -> list[MountEntry] | None:
@@ -193,19 +219,22 @@ def repair(
     metrics: RepairMetrics | None = None,
     probe_timeout: float = 2.0,
     previous_devs: Collection[tuple[int, int]] = (),
+    only_known: bool = False,
 ) -> Report:
     """Find and (unless ``dry_run``) repair every stale mount of our filesystem.
 
     Stale mounts count as ours when their device is a recorded generation of
     this mount directory (``state_dir``) or in ``previous_devs`` (the dead mount
     the daemon found at its mount point); with neither, any stale mount of our
-    name does (one daemon per node).
+    name does (one daemon per node) — unless ``only_known``, as for the daemon's
+    automatic pass: a private or temporary daemon must not take over the mounts of
+    the node's daemon.
     """
     started = time.monotonic()
     live = live_filesystem(mount_dir)
     report = Report()
     known = known_generations(state_dir, live.mount_dir) if state_dir else None
-    if previous_devs:
+    if previous_devs or only_known:
         known = (known or set()) | set(previous_devs)
     new_api = strategy is not fix.Strategy.BIND and fix.new_api_available()
     detached = _load_detached(state_dir, live.mount_dir) if state_dir else {}
@@ -229,7 +258,7 @@ def repair(
             )
     for records in detached.values():
         for rec in records:
-            gone_ns = Namespace(inode=rec["ns"], pid=rec["pid"], label=rec["label"], host=False)
+            gone_ns = Namespace(inode=rec["ns"], pids=(rec["pid"],), label=rec["label"], host=False)
             report.outcomes.append(
                 Outcome(gone_ns, rec["mount_point"], rec["root"], "gone", "container exited")
             )
@@ -310,7 +339,7 @@ def _run(
         if r.ok:
             outcomes.append(Outcome(ns, action.mount_point, root, ok_status, method=r.method))
         else:
-            status = "gone" if r.gone else "failed"
+            status = "gone" if r.gone else "skipped" if r.skipped else "failed"
             outcomes.append(Outcome(ns, action.mount_point, root, status, r.reason))
     return outcomes
 

@@ -32,7 +32,7 @@ import json
 import os
 import select
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from kube_lxcfs.repair import syscalls
@@ -81,12 +81,8 @@ class ActionResult:
     method: str = ""
     reason: str = ""
     gone: bool = False
-
-
-@dataclass(slots=True)
-class _Prepared:
-    actions: list[Action] = field(default_factory=list)
-    results: list[ActionResult] = field(default_factory=list)
+    skipped: bool = False
+    """Nothing to do any more: the mount was changed or its path vanished meanwhile."""
 
 
 def mount_attrs_of(entry: MountEntry) -> tuple[int, int]:
@@ -153,15 +149,16 @@ def run_in_namespace(
     """Carry out ``actions`` inside ``ns`` from a forked child; one result per action."""
     if not actions:
         return []
+    pid = ns.pid
     try:
-        ns_fd = os.open(f"/proc/{ns.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        ns_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         return _all(actions, gone=exc.errno in (errno.ENOENT, errno.ESRCH), why=exc)
     try:
         if os.fstat(ns_fd).st_ino != ns.inode:
             return _all(actions, gone=True, why="the process left the namespace")
         try:
-            root_fd = os.open(f"/proc/{ns.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            root_fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             return _all(actions, gone=exc.errno in (errno.ENOENT, errno.ESRCH), why=exc)
         try:
@@ -253,6 +250,7 @@ def _child(
             "method": result.method,
             "reason": result.reason,
             "gone": result.gone,
+            "skipped": result.skipped,
         }
         os.write(out_fd, (json.dumps(payload) + "\n").encode())
 
@@ -290,8 +288,12 @@ def _apply(action: Action, strategy: Strategy, proc_fd: int) -> ActionResult:
     if action.kind == "attach":
         if top is not None and top.dev == action.live_dev:
             return ActionResult(mp, ok=True, method="already attached")
+        if not os.path.lexists(mp):
+            return ActionResult(mp, ok=False, reason="the mount point is gone", skipped=True)
     elif top is None or top.mount_id != action.expect_mount_id:
-        return ActionResult(mp, ok=False, reason="the mount changed since it was found")
+        return ActionResult(
+            mp, ok=False, reason="the mount changed since it was found", skipped=True
+        )
 
     if action.kind == "detach":
         syscalls.umount2(mp)

@@ -12,9 +12,21 @@ from dataclasses import dataclass
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
 
+DELETED_SUFFIX = "//deleted"
+"""Appended by the kernel to a path whose dentry was unhashed, e.g. the root of a bind mount
+of a dead FUSE file after a lookup failed on it; the path itself is still the one mounted."""
+
+
 def unescape(field: str) -> str:
     """Undo the kernel's octal escaping of a mountinfo path field."""
     return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _path(field: str) -> str:
+    path = unescape(field)
+    if path.endswith(DELETED_SUFFIX):
+        path = path[: -len(DELETED_SUFFIX)] or "/"
+    return path
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +65,8 @@ def parse_line(line: str) -> MountEntry:
         mount_id=int(fields[0]),
         parent_id=int(fields[1]),
         dev=(int(major), int(minor)),
-        root=unescape(fields[3]),
-        mount_point=unescape(fields[4]),
+        root=_path(fields[3]),
+        mount_point=_path(fields[4]),
         mount_options=tuple(fields[5].split(",")),
         fstype=tail[0],
         source=unescape(tail[1]),

@@ -21,14 +21,30 @@ from kube_lxcfs.repair.plan import Probe
 
 @dataclass(frozen=True, slots=True)
 class Namespace:
-    """One mount namespace and the process through which we reach it."""
+    """One mount namespace and the processes through which we reach it."""
 
     inode: int
-    pid: int
+    pids: tuple[int, ...]
+    """Its processes, oldest first (a container's init before its short-lived children)."""
     label: str
     """Human name for reports: representative pid, command and cgroup."""
     host: bool
     """True for the namespace this process runs in (where the live mount is)."""
+
+    @property
+    def pid(self) -> int:
+        """A process still in the namespace (the oldest one that is), to reach it through.
+
+        A process picked at discovery may exit a moment later (a container's
+        ``sleep``); any other one of the namespace does as well.
+        """
+        for pid in self.pids:
+            try:
+                if os.stat(f"/proc/{pid}/ns/mnt").st_ino == self.inode:
+                    return pid
+            except OSError:
+                continue
+        return self.pids[0]
 
 
 def own_namespace_inode(proc: str = "/proc") -> int:
@@ -50,10 +66,20 @@ def _label(pid: int, proc: str) -> str:
     return f"pid {pid} ({comm}) cgroup {cgroup}"
 
 
+def _start_time(pid: int, proc: str) -> int:
+    """Clock ticks since boot when ``pid`` started (field 22 of its stat); huge if gone."""
+    try:
+        with open(f"{proc}/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        return int(text[text.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 1 << 62
+
+
 def list_namespaces(proc: str = "/proc") -> list[Namespace]:
     """Every mount namespace with a process in it, ours first, then by inode."""
     own = own_namespace_inode(proc)
-    first_pid: dict[int, int] = {}
+    members: dict[int, list[tuple[int, int]]] = {}
     for name in os.listdir(proc):
         if not name.isdigit():
             continue
@@ -62,12 +88,12 @@ def list_namespaces(proc: str = "/proc") -> list[Namespace]:
         except OSError:
             continue  # exited, or a kernel thread without a namespace link
         pid = int(name)
-        if inode not in first_pid or pid < first_pid[inode]:
-            first_pid[inode] = pid
-    result = [
-        Namespace(inode=inode, pid=pid, label=_label(pid, proc), host=inode == own)
-        for inode, pid in first_pid.items()
-    ]
+        members.setdefault(inode, []).append((_start_time(pid, proc), pid))
+    result = []
+    for inode, found in members.items():
+        pids = tuple(pid for _, pid in sorted(found))
+        label = _label(pids[0], proc)
+        result.append(Namespace(inode=inode, pids=pids, label=label, host=inode == own))
     result.sort(key=lambda ns: (not ns.host, ns.inode))
     return result
 
@@ -79,7 +105,7 @@ def read_mountinfo(ns: Namespace, proc: str = "/proc") -> str:
 
 
 def still_in(ns: Namespace, proc: str = "/proc") -> bool:
-    """Whether the representative process still lives in ``ns`` (not exited, pid not reused)."""
+    """Whether a process of ``ns`` still lives in it (not all exited, no pid reused)."""
     try:
         return os.stat(f"{proc}/{ns.pid}/ns/mnt").st_ino == ns.inode
     except OSError:

