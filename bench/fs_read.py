@@ -17,9 +17,9 @@ Usage (as root)::
 
 Scale rows move one reader through 1, 100 and 500 distinct cgroups (it joins the
 next cgroup every few reads; the move itself is not timed) and then repeat the
-1-cgroup row on the daemon that has seen them all.  "kube-lxcfs (no cache)" is
-our daemon with ``KUBE_LXCFS_CACHE=off``: every read renders afresh, the cost of
-a render-cache miss.  The stall rows make one cgroup's cgroup reads take 50 ms
+1-cgroup row on the daemon that has seen them all.  "kube-lxcfs (no render
+cache)" is our daemon with ``KUBE_LXCFS_CACHE=off``: every read renders afresh,
+the cost of a render-cache miss.  The stall rows make one cgroup's cgroup reads take 50 ms
 inside kube-lxcfs (fault injection through ``KUBE_LXCFS_FAULT_STALL``, see
 kube_lxcfs.cgroups.reader): four unpinned meminfo readers, one of them in the
 stalled cgroup; the rows show the three others' latency, next to the same layout
@@ -144,7 +144,7 @@ def lxcfs_target() -> contextlib.AbstractContextManager[Target]:
 def kube_lxcfs_target(
     stall: str | None = None, *, cache: bool = True
 ) -> contextlib.AbstractContextManager[Target]:
-    """Our daemon; ``cache=False`` renders every read afresh (KUBE_LXCFS_CACHE=off)."""
+    """Our daemon; ``cache=False`` renders every read (no render cache: KUBE_LXCFS_CACHE=off)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO / "src")
     env.pop("KUBE_LXCFS_FAULT_STALL", None)
@@ -153,7 +153,7 @@ def kube_lxcfs_target(
         env["KUBE_LXCFS_FAULT_STALL"] = stall
     if not cache:
         env["KUBE_LXCFS_CACHE"] = "off"
-    name = "kube-lxcfs" if cache else "kube-lxcfs (no cache)"
+    name = "kube-lxcfs" if cache else "kube-lxcfs (no render cache)"
     return daemon(name, [sys.executable, "-m", "kube_lxcfs", "fs", "{mnt}"], env)
 
 
@@ -300,7 +300,7 @@ def add_ratios(rows: list[Row]) -> None:
 
 
 HEADER = (
-    f"{'target':<22} {'file':<30} {'rd':>2} {'mode':<8} {'cg':>4} {'reads/s':>9} "
+    f"{'target':<42} {'file':<30} {'rd':>2} {'mode':<8} {'cg':>4} {'reads/s':>9} "
     f"{'p50us':>7} {'p99us':>8} {'cpu us/rd':>9} {'rss MiB':>7} {'vs lxcfs':>8}"
 )
 
@@ -313,7 +313,7 @@ def print_header() -> None:
 def print_row(r: Row) -> None:
     ratio = f"{r.ratio_vs_lxcfs:.2f}" if r.ratio_vs_lxcfs is not None else "-"
     print(
-        f"{r.target:<22} {r.file:<30} {r.readers:>2} {r.mode:<8} {r.cgroups:>4} "
+        f"{r.target:<42} {r.file:<30} {r.readers:>2} {r.mode:<8} {r.cgroups:>4} "
         f"{r.reads_per_s:>9.0f} {r.p50_us:>7.1f} {r.p99_us:>8.1f} "
         f"{r.daemon_us_per_read:>9.1f} {r.daemon_rss_mib:>7.1f} {ratio:>8}",
         flush=True,
@@ -502,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="raw,lxcfs,kube-lxcfs,kube-lxcfs-nocache",
         help=(
             "comma-separated subset of raw,lxcfs,kube-lxcfs,kube-lxcfs-nocache (default: all; "
-            "kube-lxcfs-nocache is our daemon with KUBE_LXCFS_CACHE=off: every read renders)"
+            "kube-lxcfs-nocache: our daemon with KUBE_LXCFS_CACHE=off, every read renders)"
         ),
     )
     args = parser.parse_args(argv)

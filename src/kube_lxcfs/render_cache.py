@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 
 CACHE_ENV = "KUBE_LXCFS_CACHE"
-"""``off`` disables every cache and the slow-cgroup isolation (benchmarks measure the
-uncached path with it); read once, when the daemon builds its tree."""
+"""``off`` disables the render cache and the slow-cgroup isolation: every read renders
+(host files and limits stay cached for their short periods).  Benchmarks measure the
+cost of a render-cache miss with it; read once, when the daemon builds its tree."""
 
 
 class CgroupSlow(RuntimeError):
@@ -49,6 +50,8 @@ class CgroupSlow(RuntimeError):
 class CachePolicy:
     """How long rendered files live, and when a cgroup counts as slow (seconds)."""
 
+    renders: bool = True
+    """Keep rendered files at all (``False``: every read renders)."""
     usage_ttl: float = 0.1
     """Files showing usage (meminfo, stat, swaps, diskstats, pressure): ≤ 250 ms promised."""
     limits_ttl: float = 0.5
@@ -71,11 +74,11 @@ class CachePolicy:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> CachePolicy:
-        """The default policy, or :meth:`off` with ``KUBE_LXCFS_CACHE=off``."""
+        """The default policy, or no render cache with ``KUBE_LXCFS_CACHE=off``."""
         value = environ.get(CACHE_ENV, "")
         if value == "off":
             log.warning("%s=off: every read renders afresh, slow cgroups hold the loop", CACHE_ENV)
-            return cls.off()
+            return cls(renders=False, slow_after=float("inf"))
         if value:
             log.error("ignoring %s=%r: the only value is 'off'", CACHE_ENV, value)
         return cls()
@@ -83,7 +86,9 @@ class CachePolicy:
     @classmethod
     def off(cls) -> CachePolicy:
         """No caching and no slow isolation: every read renders inline."""
-        return cls(usage_ttl=0.0, limits_ttl=0.0, host_ttl=0.0, slow_after=float("inf"))
+        return cls(
+            renders=False, usage_ttl=0.0, limits_ttl=0.0, host_ttl=0.0, slow_after=float("inf")
+        )
 
 
 Render = Callable[[], bytes]
@@ -144,6 +149,8 @@ class RenderCache:
 
     def get(self, key: Hashable, group: Hashable, ttl: float, render: Render) -> bytes:
         """The render for ``key`` not older than ``ttl``; ``group`` is its cgroup (slowness)."""
+        if not self.policy.renders:
+            return render()
         now = self.clock()
         hit = self._entries.get(key)
         if hit is not None and now - hit[0] < ttl:
@@ -177,8 +184,6 @@ class RenderCache:
                     policy.slow_hold,
                 )
             self._slow[group] = done + policy.slow_hold
-        if policy.usage_ttl <= 0 and policy.limits_ttl <= 0:
-            return
         self._entries[key] = (started, data)
         if done >= self._next_prune or len(self._entries) > policy.max_entries:
             self._prune(done)

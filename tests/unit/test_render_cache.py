@@ -180,3 +180,15 @@ def test_ttl_cache_keeps_values_for_their_ttl_and_prunes_the_rest() -> None:
         clock.now += 0.01
         cache.get(i, 0.5, lambda: "x")
         assert len(cache) <= 2 * 50 + 2
+
+
+def test_cache_env_turns_renders_off_only() -> None:
+    assert CachePolicy.from_env({}) == CachePolicy()
+    assert CachePolicy.from_env({"KUBE_LXCFS_CACHE": "bogus"}) == CachePolicy()
+    off = CachePolicy.from_env({"KUBE_LXCFS_CACHE": "off"})
+    assert not off.renders and off.slow_after == float("inf")
+    assert (off.host_ttl, off.limits_ttl) == (CachePolicy().host_ttl, CachePolicy().limits_ttl)
+    clock = Clock()
+    cache = RenderCache(off, clock)
+    render = Counter(clock)
+    assert [cache.get("k", "g", 1.0, render) for _ in range(2)] == [b"render 1", b"render 2"]
