@@ -23,9 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from kube_lxcfs.webhook.admission import BadReviewError, review
 from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY, InjectOptions
 from kube_lxcfs.webhook.metrics import WebhookMetrics
-from kube_lxcfs.webhook.review import BadReviewError, review
 from kube_lxcfs.webhook.tls import ReloadingContext
 
 log = logging.getLogger("kube_lxcfs.webhook")
