@@ -14,12 +14,13 @@ LAYERS = {
     "config": set(),
     "selection": {"config"},
     "mutation": {"config", "structs"},
-    "admission": {"config", "mutation", "selection", "structs"},
+    "runtimeclass": {"config", "mutation"},
+    "admission": {"config", "mutation", "runtimeclass", "selection", "structs"},
     "metrics": set(),
     "tls": set(),
     "server": {"admission", "config", "metrics", "tls"},
 }
-PURE = {"structs", "config", "selection", "mutation", "admission", "metrics"}
+PURE = {"structs", "config", "selection", "mutation", "runtimeclass", "admission", "metrics"}
 IO_MODULES = {"socket", "ssl", "subprocess", "signal", "http", "os", "pathlib", "io"}
 
 
