@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from kube_lxcfs.webhook import decode_patch, review
+from kube_lxcfs.webhook.admission import decode_patch, review
 from kube_lxcfs.webhook.config import ConfigError, make_options
 from webhook.podcheck import apply, as_version, assert_consistent, assert_schema_valid_like, load
 from webhook.test_command import run_cli
