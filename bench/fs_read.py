@@ -17,11 +17,13 @@ Usage (as root)::
 
 Scale rows move one reader through 1, 100 and 500 distinct cgroups (it joins the
 next cgroup every few reads; the move itself is not timed) and then repeat the
-1-cgroup row on the daemon that has seen them all.  The stall rows make one
-cgroup's cgroup reads take 50 ms inside kube-lxcfs (fault injection through
-``KUBE_LXCFS_FAULT_STALL``, see kube_lxcfs.cgroups.reader): four unpinned meminfo
-readers, one of them in the stalled cgroup; the row shows the three others'
-latency, next to the same layout without a stalled reader on the same daemon.
+1-cgroup row on the daemon that has seen them all.  "kube-lxcfs (no render
+cache)" is our daemon with ``KUBE_LXCFS_CACHE=off``: every read renders afresh,
+the cost of a render-cache miss.  The stall rows make one cgroup's cgroup reads take 50 ms
+inside kube-lxcfs (fault injection through ``KUBE_LXCFS_FAULT_STALL``, see
+kube_lxcfs.cgroups.reader): four unpinned meminfo readers, one of them in the
+stalled cgroup; the rows show the three others' latency, next to the same layout
+without a stall, and on the uncached daemon (no slow-cgroup isolation).
 """
 
 from __future__ import annotations
@@ -139,12 +141,20 @@ def lxcfs_target() -> contextlib.AbstractContextManager[Target]:
     return daemon("lxcfs", ["lxcfs", "-f", "-l", "--enable-cfs", "-p", "{dir}/pid", "{mnt}"])
 
 
-def kube_lxcfs_target(stall: str | None = None) -> contextlib.AbstractContextManager[Target]:
+def kube_lxcfs_target(
+    stall: str | None = None, *, cache: bool = True
+) -> contextlib.AbstractContextManager[Target]:
+    """Our daemon; ``cache=False`` renders every read (no render cache: KUBE_LXCFS_CACHE=off)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO / "src")
+    env.pop("KUBE_LXCFS_FAULT_STALL", None)
+    env.pop("KUBE_LXCFS_CACHE", None)
     if stall:
         env["KUBE_LXCFS_FAULT_STALL"] = stall
-    return daemon("kube-lxcfs", [sys.executable, "-m", "kube_lxcfs", "fs", "{mnt}"], env)
+    if not cache:
+        env["KUBE_LXCFS_CACHE"] = "off"
+    name = "kube-lxcfs" if cache else "kube-lxcfs (no render cache)"
+    return daemon(name, [sys.executable, "-m", "kube_lxcfs", "fs", "{mnt}"], env)
 
 
 # --- measurement -------------------------------------------------------------
@@ -290,7 +300,7 @@ def add_ratios(rows: list[Row]) -> None:
 
 
 HEADER = (
-    f"{'target':<22} {'file':<30} {'rd':>2} {'mode':<8} {'cg':>4} {'reads/s':>9} "
+    f"{'target':<42} {'file':<30} {'rd':>2} {'mode':<8} {'cg':>4} {'reads/s':>9} "
     f"{'p50us':>7} {'p99us':>8} {'cpu us/rd':>9} {'rss MiB':>7} {'vs lxcfs':>8}"
 )
 
@@ -303,7 +313,7 @@ def print_header() -> None:
 def print_row(r: Row) -> None:
     ratio = f"{r.ratio_vs_lxcfs:.2f}" if r.ratio_vs_lxcfs is not None else "-"
     print(
-        f"{r.target:<22} {r.file:<30} {r.readers:>2} {r.mode:<8} {r.cgroups:>4} "
+        f"{r.target:<42} {r.file:<30} {r.readers:>2} {r.mode:<8} {r.cgroups:>4} "
         f"{r.reads_per_s:>9.0f} {r.p50_us:>7.1f} {r.p99_us:>8.1f} "
         f"{r.daemon_us_per_read:>9.1f} {r.daemon_rss_mib:>7.1f} {ratio:>8}",
         flush=True,
@@ -342,8 +352,13 @@ def run(quick: bool, targets: Sequence[str]) -> list[Row]:
         raw = Target("raw", Path("/"), None) if "raw" in targets else None
         lx = stack.enter_context(lxcfs_target()) if "lxcfs" in targets else None
         kl = stack.enter_context(kube_lxcfs_target()) if "kube-lxcfs" in targets else None
-        chosen = [t for t in (raw, lx, kl) if t is not None]
-        for daemon_target in (lx, kl):
+        nocache = (
+            stack.enter_context(kube_lxcfs_target(cache=False))
+            if "kube-lxcfs-nocache" in targets
+            else None
+        )
+        chosen = [t for t in (raw, lx, kl, nocache) if t is not None]
+        for daemon_target in (lx, kl, nocache):
             if daemon_target is not None:
                 check_virtual(daemon_target, main_cg, limits)
         for file in files:
@@ -363,8 +378,7 @@ def run(quick: bool, targets: Sequence[str]) -> list[Row]:
                         print_row(row)
         rows += scale_rows(
             reader,
-            lx=lx,
-            kl=kl,
+            daemons=[t for t in (lx, kl, nocache) if t is not None],
             prefix=prefix,
             limits=limits,
             counts=scale_counts,
@@ -372,7 +386,12 @@ def run(quick: bool, targets: Sequence[str]) -> list[Row]:
         )
         if kl is not None:
             rows += stall_rows(
-                reader, main_cg=main_cg, prefix=prefix, limits=limits, duration=duration
+                reader,
+                main_cg=main_cg,
+                prefix=prefix,
+                limits=limits,
+                duration=duration,
+                without_isolation=nocache is not None,
             )
     add_ratios(rows)
     return rows
@@ -381,8 +400,7 @@ def run(quick: bool, targets: Sequence[str]) -> list[Row]:
 def scale_rows(
     reader: Path,
     *,
-    lx: Target | None,
-    kl: Target | None,
+    daemons: Sequence[Target],
     prefix: str,
     limits: Limits,
     counts: Sequence[int],
@@ -393,7 +411,6 @@ def scale_rows(
     biggest = max(counts)
     cgroups = [create_cgroup(f"{prefix}/scale/c{i}", limits) for i in range(biggest)]
     try:
-        daemons = [t for t in (lx, kl) if t is not None]
         for n in counts:
             for target in daemons:
                 row = measure(
@@ -436,36 +453,41 @@ def stall_rows(
     prefix: str,
     limits: Limits,
     duration: float,
+    without_isolation: bool,
 ) -> list[Row]:
     """Other readers' latency while one reader's cgroup stalls ``STALL_MS`` per lookup.
 
-    A separate kube-lxcfs daemon with the fault injected; first three readers in the
-    benchmark cgroup alone (the reference), then the same three plus one reader in
-    the stalled cgroup (left out of the figures).
+    Four unpinned meminfo readers: reader 0 in its own cgroup (left out of the
+    figures), three in the benchmark cgroup.  The reference row has reader 0 in a
+    cgroup that does not stall; the stall rows put it in one that does, on our
+    daemon and (``without_isolation``) on the uncached daemon, which has no
+    slow-cgroup isolation: what the single-threaded loop does without it.
     """
     rows: list[Row] = []
     stalled_name = f"{prefix}/stalled"
+    fault = f"{stalled_name}={STALL_MS}"
     with (
+        create_cgroup(f"{prefix}/calm", limits) as calm,
         create_cgroup(stalled_name, limits) as stalled,
-        kube_lxcfs_target(stall=f"{stalled_name}={STALL_MS}") as target,
     ):
-        check_virtual(target, main_cg, limits)
-        for label, cgroups, skip in (
-            (f"{target.name} (no stall)", [main_cg] * 3, 0),
-            (f"{target.name} (1 of 4 stalls)", [stalled, main_cg, main_cg, main_cg], 1),
-        ):
-            row = measure(
-                reader,
-                target,
-                file="proc/meminfo",
-                cgroups=cgroups,
-                readers=len(cgroups),
-                pinned=False,
-                duration=duration,
-                label=label,
-                scenario="stall",
-                skip_readers=skip,
-            )
+        runs = [(True, "no stall", calm), (True, "1 of 4 stalls", stalled)]
+        if without_isolation:
+            runs.append((False, "1 of 4 stalls", stalled))
+        for cache, what, first in runs:
+            with kube_lxcfs_target(stall=fault, cache=cache) as target:
+                check_virtual(target, main_cg, limits)
+                row = measure(
+                    reader,
+                    target,
+                    file="proc/meminfo",
+                    cgroups=[first, main_cg, main_cg, main_cg],
+                    readers=4,
+                    pinned=False,
+                    duration=duration,
+                    label=f"{target.name} ({what})" if cache else f"{target.name[:-1]}, {what})",
+                    scenario="stall",
+                    skip_readers=1,
+                )
             rows.append(row)
             print_row(row)
     return rows
@@ -477,8 +499,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument(
         "--targets",
-        default="raw,lxcfs,kube-lxcfs",
-        help="comma-separated subset of raw,lxcfs,kube-lxcfs (default: all)",
+        default="raw,lxcfs,kube-lxcfs,kube-lxcfs-nocache",
+        help=(
+            "comma-separated subset of raw,lxcfs,kube-lxcfs,kube-lxcfs-nocache (default: all; "
+            "kube-lxcfs-nocache: our daemon with KUBE_LXCFS_CACHE=off, every read renders)"
+        ),
     )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -489,12 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print_table(rows)
     stall = [r for r in rows if r.scenario == "stall"]
-    if len(stall) == 2 and stall[0].p99_us:
-        print(
-            f"\nstall: the other readers' p99 {stall[1].p99_us:.0f} us with one reader's cgroup "
-            f"stalling {STALL_MS} ms, {stall[0].p99_us:.0f} us without "
-            f"(x{stall[1].p99_us / stall[0].p99_us:.2f})"
-        )
+    if len(stall) >= 2 and stall[0].p99_us:
+        print(f"\nstall ({STALL_MS} ms in one reader's cgroup): the other readers' p99")
+        for r in stall:
+            print(f"  {r.target:<44} {r.p99_us:>9.0f} us  x{r.p99_us / stall[0].p99_us:.2f}")
     print(f"\n{len(rows)} rows in {time.monotonic() - started:.1f}s")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))

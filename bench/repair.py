@@ -134,8 +134,11 @@ def measure(n: int, work: Path) -> dict[str, float]:
         done = repair(mount_dir)
         seconds = time.perf_counter() - started
         again = repair(mount_dir)
-        stale = dry.count("stale")
-        assert done.count("repaired") == stale, done.summary()
+        # each namespace: the injected files + its copy of the mount directory (other
+        # namespaces on a busy machine may hold copies too)
+        stale = done.count("repaired")
+        assert dry.count("stale") >= n * (len(FILES) + 1), dry.summary()
+        assert stale >= n * (len(FILES) + 1), done.summary()
         assert not done.failed and again.count("repaired") == 0
         return {
             "containers": n,

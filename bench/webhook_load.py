@@ -45,8 +45,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from kube_lxcfs.certs import generate_bundle  # noqa: E402
+from kube_lxcfs.webhook.admission import review  # noqa: E402
 from kube_lxcfs.webhook.config import InjectOptions  # noqa: E402
-from kube_lxcfs.webhook.review import review  # noqa: E402
 
 SERVICE, NAMESPACE = "kube-lxcfs-webhook", "kube-lxcfs"
 SERVER_NAME = f"{SERVICE}.{NAMESPACE}.svc"

@@ -15,8 +15,9 @@ loop.  Two things follow:
   takes longer than ``slow_after`` marks its cgroup slow for ``slow_hold``
   seconds; while slow, its reads are answered from its last render (at most
   ``stale_max`` old) and the refresh runs in a background thread, so the loop
-  never waits for it.  Without a usable render, the read fails over to the
-  host's file (the tree's usual fault answer).
+  does not wait for it.  Without a usable render, the read waits up to
+  ``slow_wait`` for the refresh, and then (or at once, if a refresh of it is
+  still running) fails over to the host's file (the tree's usual fault answer).
 
 Bounded: expired entries are pruned at least every ``ttl``-sized interval and
 the number of entries is capped, so cgroups that come and go leave nothing behind.
@@ -25,13 +26,20 @@ the number of entries is capped, so cgroups that come and go leave nothing behin
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 log = logging.getLogger(__name__)
+
+
+CACHE_ENV = "KUBE_LXCFS_CACHE"
+"""``off`` disables the render cache and the slow-cgroup isolation: every read renders
+(host files and limits stay cached for their short periods).  Benchmarks measure the
+cost of a render-cache miss with it; read once, when the daemon builds its tree."""
 
 
 class CgroupSlow(RuntimeError):
@@ -42,14 +50,19 @@ class CgroupSlow(RuntimeError):
 class CachePolicy:
     """How long rendered files live, and when a cgroup counts as slow (seconds)."""
 
+    renders: bool = True
+    """Keep rendered files at all (``False``: every read renders)."""
     usage_ttl: float = 0.1
     """Files showing usage (meminfo, stat, swaps, diskstats, pressure): ≤ 250 ms promised."""
     limits_ttl: float = 0.5
     """Files showing only limits (cpuinfo, cpu online/offline): ≤ 1 s promised."""
     host_ttl: float = 0.05
     """Host files the renders start from (/proc/meminfo, stat, uptime, cpuinfo)."""
-    slow_after: float = 0.02
+    slow_after: float = 0.03
     """A render taking longer than this marks its cgroup slow."""
+    slow_wait: float = 0.1
+    """How long a read of a slow cgroup with no recent render waits for its refresh
+    before it gets the host's file (a stuck cgroup holds the loop this long, once)."""
     slow_hold: float = 10.0
     """How long a cgroup stays slow after its last slow render."""
     stale_max: float = 1.0
@@ -60,9 +73,22 @@ class CachePolicy:
     """Background refreshes running at once (one per slow key at most)."""
 
     @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> CachePolicy:
+        """The default policy, or no render cache with ``KUBE_LXCFS_CACHE=off``."""
+        value = environ.get(CACHE_ENV, "")
+        if value == "off":
+            log.warning("%s=off: every read renders afresh, slow cgroups hold the loop", CACHE_ENV)
+            return cls(renders=False, slow_after=float("inf"))
+        if value:
+            log.error("ignoring %s=%r: the only value is 'off'", CACHE_ENV, value)
+        return cls()
+
+    @classmethod
     def off(cls) -> CachePolicy:
         """No caching and no slow isolation: every read renders inline."""
-        return cls(usage_ttl=0.0, limits_ttl=0.0, host_ttl=0.0, slow_after=float("inf"))
+        return cls(
+            renders=False, usage_ttl=0.0, limits_ttl=0.0, host_ttl=0.0, slow_after=float("inf")
+        )
 
 
 Render = Callable[[], bytes]
@@ -83,6 +109,10 @@ class TtlCache:
 
     def __len__(self) -> int:
         return len(self._values)
+
+    def clear(self) -> None:
+        """Forget every value."""
+        self._values = {}
 
     def get(self, key: Hashable, ttl: float, compute: Callable[[], T]) -> T:
         """The value for ``key`` computed less than ``ttl`` seconds ago, else a new one."""
@@ -123,6 +153,8 @@ class RenderCache:
 
     def get(self, key: Hashable, group: Hashable, ttl: float, render: Render) -> bytes:
         """The render for ``key`` not older than ``ttl``; ``group`` is its cgroup (slowness)."""
+        if not self.policy.renders:
+            return render()
         now = self.clock()
         hit = self._entries.get(key)
         if hit is not None and now - hit[0] < ttl:
@@ -156,8 +188,6 @@ class RenderCache:
                     policy.slow_hold,
                 )
             self._slow[group] = done + policy.slow_hold
-        if policy.usage_ttl <= 0 and policy.limits_ttl <= 0:
-            return
         self._entries[key] = (started, data)
         if done >= self._next_prune or len(self._entries) > policy.max_entries:
             self._prune(done)
@@ -179,31 +209,52 @@ class RenderCache:
         hit: tuple[float, bytes] | None,
         now: float,
     ) -> bytes:
-        self._refresh_in_background(key, group, render)
+        refresh = self._refresh_in_background(key, group, render)
         if hit is not None and now - hit[0] < self.policy.stale_max:
             return hit[1]
+        # Nothing recent to serve: wait a little for the refresh (a busy machine, not a
+        # stuck cgroup, is the usual reason for one slow render), then give up.
+        waited = refresh is not None and refresh.done.wait(self.policy.slow_wait)
+        if waited and refresh is not None and refresh.data is not None:
+            return refresh.data
         raise CgroupSlow("this cgroup's files are slow to read and no recent render exists")
 
-    def _refresh_in_background(self, key: Hashable, group: Hashable, render: Render) -> None:
+    def _refresh_in_background(
+        self, key: Hashable, group: Hashable, render: Render
+    ) -> _Refresh | None:
+        """Start rendering ``key`` in a thread; ``None`` if one runs already (or too many)."""
         with self._lock:
             if key in self._refreshing or len(self._refreshing) >= self.policy.max_refreshes:
-                return
+                return None
             self._refreshing.add(key)
+        job = _Refresh()
 
         def refresh() -> None:
             started = self.clock()
             try:
-                data = render()
+                job.data = render()
             except Exception as exc:  # the next inline or background read reports it
                 log.debug("background refresh failed: %s", exc)
                 self._slow[group] = self.clock() + self.policy.slow_hold
             else:
                 done = self.clock()
-                self._finished(key, group, started, data)
+                self._finished(key, group, started, job.data)
                 if done - started <= self.policy.slow_after:
                     self._slow.pop(group, None)  # fast again: back to inline renders
             finally:
                 with self._lock:
                     self._refreshing.discard(key)
+                job.done.set()
 
         threading.Thread(target=refresh, name="kube-lxcfs-refresh", daemon=True).start()
+        return job
+
+
+class _Refresh:
+    """One background render: its result, and when it is there."""
+
+    __slots__ = ("data", "done")
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.done = threading.Event()

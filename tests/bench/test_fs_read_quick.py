@@ -37,7 +37,7 @@ def test_quick_benchmark_measures_every_target(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())
     targets = {r["target"] for r in rows}
-    assert {"raw", "lxcfs", "kube-lxcfs"} <= targets
+    assert {"raw", "lxcfs", "kube-lxcfs", "kube-lxcfs (no render cache)"} <= targets
     for row in rows:
         assert row["reads_per_s"] > 0, row
         assert row["bytes_per_read"] > 0, row
@@ -53,5 +53,9 @@ def test_quick_benchmark_measures_every_target(tmp_path: Path) -> None:
     assert "kube-lxcfs" in proc.stdout
     # The stall rows ran: the other readers were served while one cgroup stalled.
     stall = [r for r in rows if r["scenario"] == "stall"]
-    assert [r["target"] for r in stall] == ["kube-lxcfs (no stall)", "kube-lxcfs (1 of 4 stalls)"]
+    assert [r["target"] for r in stall] == [
+        "kube-lxcfs (no stall)",
+        "kube-lxcfs (1 of 4 stalls)",
+        "kube-lxcfs (no render cache, 1 of 4 stalls)",
+    ]
     assert all(r["readers"] == 3 and r["reads_per_s"] > 0 for r in stall), stall

@@ -114,7 +114,7 @@ def _go_env() -> dict[str, str]:
     """Be gentle with a shared 2-core machine; resolve modules through the proxy only."""
     env = dict(os.environ)
     env.setdefault("GOMAXPROCS", "2")
-    env["GOFLAGS"] = "-mod=mod"
+    env["GOFLAGS"] = "-mod=mod -buildvcs=false"  # go.mod pins; no git needed
     env.setdefault("GOTOOLCHAIN", "local")
     return env
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -51,6 +52,15 @@ def _child_env() -> dict[str, str]:
         for k, v in os.environ.items()
         if k.lower() not in {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
     }
+
+
+def die_with_parent(command: list[str]) -> list[str]:
+    """Prefix ``command`` with util-linux's ``setpriv --pdeathsig TERM``: the kernel then
+    stops the child when the test process dies, even by SIGKILL, so that no etcd or API
+    server outlives a killed pytest (setpriv execs the command: same pid)."""
+    if shutil.which("setpriv"):
+        return ["setpriv", "--pdeathsig", "TERM", "--", *command]
+    return command
 
 
 def wait_until(
@@ -257,7 +267,7 @@ class ControlPlane:
         log = self.workdir / f"{name}.log"
         with open(log, "ab") as out:
             popen = subprocess.Popen(
-                [str(self.binaries[name]), *args],
+                die_with_parent([str(self.binaries[name]), *args]),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .control_plane import ControlPlane, free_port, wait_until
+from .control_plane import ControlPlane, die_with_parent, free_port, wait_until
 from .pki import CertificateAuthority, Issued
 
 SEED_LABEL = "lxcfs-admission-webhook"  # namespaces opt in with this label = "enabled"
@@ -77,7 +77,7 @@ def spawn_webhook(
     ports = ["--address", "127.0.0.1", "--port", str(port), "--health-port", str(health_port)]
     with open(log, "ab") as out:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "kube_lxcfs", "webhook", *args, *ports],
+            die_with_parent([sys.executable, "-m", "kube_lxcfs", "webhook", *args, *ports]),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -8,6 +8,8 @@ answered for the new one at once; a limit change shows within 1 s; usage within
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -38,6 +40,10 @@ def mem_total(tree: ProcTree, pid: int) -> int:
     return parse_meminfo_kb(tree.read("/proc/meminfo", pid).decode())["MemTotal"]
 
 
+def mem_free(tree: ProcTree, pid: int) -> int:
+    return parse_meminfo_kb(tree.read("/proc/meminfo", pid).decode())["MemFree"]
+
+
 def test_a_process_that_moves_is_answered_for_its_new_cgroup_at_once(tree: ProcTree) -> None:
     prefix = unique_name("kube-lxcfs-test-fresh")
     with (
@@ -56,6 +62,26 @@ def test_a_process_that_moves_is_answered_for_its_new_cgroup_at_once(tree: ProcT
             proc.wait()
 
 
+def test_a_cgroup_created_again_at_the_same_path_is_a_new_cgroup_at_once(
+    tree: ProcTree,
+) -> None:
+    name = unique_name("kube-lxcfs-test-fresh")
+    with create_cgroup(name, Limits(memory=96 * MiB)) as first:
+        proc = first.popen(["sleep", "300"])
+        try:
+            assert mem_total(tree, proc.pid) == 96 * 1024  # cached: render and limits
+        finally:
+            proc.kill()
+            proc.wait()
+    with create_cgroup(name, Limits(memory=160 * MiB)) as again:
+        proc = again.popen(["sleep", "300"])
+        try:
+            assert mem_total(tree, proc.pid) == 160 * 1024
+        finally:
+            proc.kill()
+            proc.wait()
+
+
 def test_a_limit_change_shows_within_one_second(tree: ProcTree) -> None:
     with create_cgroup(unique_name("kube-lxcfs-test-fresh"), Limits(memory=256 * MiB)) as cg:
         proc = cg.popen(["sleep", "300"])
@@ -67,6 +93,36 @@ def test_a_limit_change_shows_within_one_second(tree: ProcTree) -> None:
             while mem_total(tree, proc.pid) != 320 * 1024:
                 assert time.monotonic() - changed < 1.0, "the new limit did not show within 1 s"
                 time.sleep(0.01)  # polling the condition against the 1 s bound
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def test_usage_shows_within_250_ms(tree: ProcTree) -> None:
+    script = (
+        "import sys\n"
+        "sys.stdin.readline()\n"
+        "block = b'x' * (96 << 20)\n"  # written, so charged at once
+        "print('allocated', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    with create_cgroup(unique_name("kube-lxcfs-test-fresh"), Limits(memory=512 * MiB)) as cg:
+        proc = cg.popen(
+            [sys.executable, "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            before = mem_free(tree, proc.pid)  # now cached
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "allocated\n"
+            allocated = time.monotonic()
+            while mem_free(tree, proc.pid) > before - 80 * 1024:
+                assert time.monotonic() - allocated < 0.25, "new usage did not show in 250 ms"
+                time.sleep(0.005)  # polling the condition against the 250 ms bound
         finally:
             proc.kill()
             proc.wait()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import socket
 import ssl
 import stat
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from kube_lxcfs import certs
 from kube_lxcfs.deploy.secrets import bundle_from_secret_data, secret_data, write_cert_files
+from support.tls_probe import handshake
 
 SVC, NS = "kube-lxcfs-webhook", "lxcfs"
 
@@ -94,33 +93,9 @@ def test_secret_data_round_trip(bundle: certs.CertBundle) -> None:
     assert bundle_from_secret_data(None) is None
 
 
-def _serve_once(context: ssl.SSLContext, listener: socket.socket, errors: list[Exception]) -> None:
-    conn, _ = listener.accept()
-    try:
-        with context.wrap_socket(conn, server_side=True) as tls:
-            tls.sendall(b"ok")
-    except (ssl.SSLError, OSError) as exc:
-        errors.append(exc)
-
-
 def _handshake(bundle: certs.CertBundle, tmp_path: Path, server_name: str) -> bytes:
     write_cert_files(tmp_path, bundle, overwrite=True)
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    server_ctx.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
-    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        errors: list[Exception] = []
-        thread = threading.Thread(target=_serve_once, args=(server_ctx, listener, errors))
-        thread.start()
-        try:
-            with (
-                socket.create_connection(listener.getsockname(), timeout=10) as raw,
-                client_ctx.wrap_socket(raw, server_hostname=server_name) as tls,
-            ):
-                return tls.recv(2)
-        finally:
-            thread.join(timeout=10)
+    return handshake(tmp_path / "tls.crt", tmp_path / "tls.key", bundle.ca_cert, server_name)
 
 
 @pytest.mark.parametrize("key_type", certs.KEY_TYPES)

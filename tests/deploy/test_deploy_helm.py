@@ -36,6 +36,13 @@ VARIANTS = {
         "serviceAccount.create=false",
         "webhook.failurePolicy=Fail",
     ],
+    "runtime-class": [
+        "injection.mode=runtimeClass",
+        "runtimeClass.enabled=true",
+        "runtimeClass.name=lxcfs.example.com",
+        "runtimeClass.nodeSelector.pool=lxcfs",
+    ],
+    "runtime-class-no-setup": ["runtimeClass.enabled=true", "runtimeClass.setupNode=false"],
     "custom": [
         "mountDir=/run/lxcfs",
         "injectedFiles={proc/meminfo,proc/cpuinfo}",
@@ -119,6 +126,8 @@ def test_helm_lint_strict(helm: Path) -> None:
         ("webhook.replicaCount=0", "replicaCount"),
         ("webhook.failurePolicy=Sometimes", "failurePolicy"),
         ("unknownKey=1", "unknownKey"),
+        ("injection.mode=runtimeClass", "runtimeClass/enabled"),
+        ("runtimeClass.name=Not_A_Name", "runtimeClass/name"),
     ],
 )
 def test_values_schema_is_enforced_by_helm(helm: Path, expr: str, complaint: str) -> None:

@@ -20,6 +20,13 @@ REPO = Path(__file__).resolve().parents[2]
 VARIANTS = {
     "defaults": [],
     "cert-manager": ["certManager.enabled=true"],
+    "runtime-class": [
+        "injection.mode=runtimeClass",
+        "runtimeClass.enabled=true",
+        "runtimeClass.name=lxcfs.example.com",
+        "runtimeClass.nodeSelector.pool=lxcfs",
+    ],
+    "runtime-class-no-setup": ["runtimeClass.enabled=true", "runtimeClass.setupNode=false"],
     "monitoring+fail+no-opt-in": [
         "serviceMonitor.enabled=true",
         "webhook.failurePolicy=Fail",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import socket
-import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from kube_lxcfs.deploy.render import render
 from kube_lxcfs.deploy.secrets import bundle_from_secret_data
 from kube_lxcfs.deploy.selfprovision import SelfProvisioner, Watcher
 from support.fake_apiserver import FakeApiServer, fake_apiserver
+from support.tls_probe import handshake
 
 SECRET = "/api/v1/namespaces/lxcfs/secrets/kube-lxcfs-webhook-tls"
 MWC = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/kube-lxcfs-webhook"
@@ -70,29 +69,7 @@ def _stored_bundle(server: FakeApiServer) -> certs.CertBundle:
 
 def _handshake(cert_dir: Path, ca_bundle: bytes, server_name: str) -> bytes:
     """A TLS server on the written files; a client trusting only ``ca_bundle``."""
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(cert_dir / "tls.crt", cert_dir / "tls.key")
-    client_ctx = ssl.create_default_context(cadata=ca_bundle.decode())
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-
-        def serve() -> None:
-            conn, _ = listener.accept()
-            try:
-                with server_ctx.wrap_socket(conn, server_side=True) as tls:
-                    tls.sendall(b"ok")
-            except (ssl.SSLError, OSError):
-                pass
-
-        thread = threading.Thread(target=serve)
-        thread.start()
-        try:
-            with (
-                socket.create_connection(listener.getsockname(), timeout=10) as raw,
-                client_ctx.wrap_socket(raw, server_hostname=server_name) as tls,
-            ):
-                return tls.recv(2)
-        finally:
-            thread.join(timeout=10)
+    return handshake(cert_dir / "tls.crt", cert_dir / "tls.key", ca_bundle, server_name)
 
 
 def test_first_start_creates_secret_syncs_ca_bundle_and_serves(

@@ -475,3 +475,38 @@ def test_debug_logs_every_request(start_fs) -> None:
     log = fs.log()
     assert "opcode: READ" in log
     assert "DEBUG" in log
+
+
+def test_sigterm_under_load_stops_cleanly(start_fs) -> None:
+    """Readers hammering the mount while SIGTERM arrives: the daemon still unmounts and
+    exits 0 promptly, and the readers end (with an error once the mount is gone)."""
+    fs = start_fs("kube-lxcfs")
+    loop = (
+        "import os, sys\n"
+        "n = 0\n"
+        "while True:\n"
+        "    try:\n"
+        "        fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "        os.read(fd, 65536)\n"
+        "        os.close(fd)\n"
+        "    except OSError:\n"
+        "        break\n"
+        "    n += 1\n"
+        "    if n == 20:\n"
+        "        print('reading', flush=True)\n"
+    )
+    paths = [str(fs.path(name)) for name in ("proc/meminfo", "proc/stat", "proc/cpuinfo")]
+    with create_cgroup(unique_name(), Limits(memory=128 * MiB)) as cg:
+        readers = [
+            cg.popen([sys.executable, "-c", loop, path], stdout=subprocess.PIPE, text=True)
+            for path in paths
+        ]
+        for reader in readers:  # every reader is in its loop before the signal
+            assert reader.stdout is not None and reader.stdout.readline() == "reading\n"
+        started = time.monotonic()
+        assert fs.stop(signal.SIGTERM, timeout=20) == 0
+        assert time.monotonic() - started < 10
+        assert mount_at(fs.mountpoint) is None
+        for reader in readers:
+            reader.wait(timeout=20)  # they leave their loop: no reader hangs on the mount
+    assert "Traceback" not in fs.log()

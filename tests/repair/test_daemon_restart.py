@@ -32,12 +32,13 @@ def reads_live(holder, path: str) -> bool:
 
 def test_daemon_repairs_after_kill9_without_help(daemon: KubeLxcfsSource, holders) -> None:
     hs = [holders(daemon.mount_dir, FILES) for _ in range(3)]
+    metrics = daemon.base / "repair.prom"
     daemon.kill9()
     for h in hs:
         with pytest.raises(OSError) as exc:
             h.read(h.targets["proc/meminfo"])
         assert exc.value.errno == errno.ENOTCONN
-    daemon.start()
+    daemon.start("--repair-metrics-file", str(metrics))
     wait_for(
         lambda: all(reads_live(h, t) for h in hs for t in h.targets.values()),
         timeout=5,
@@ -45,6 +46,11 @@ def test_daemon_repairs_after_kill9_without_help(daemon: KubeLxcfsSource, holder
     )
     wait_for(daemon.repaired, what="repair summary in the log")
     assert "repaired" in daemon.log()
+    wait_for(metrics.exists, what="the metrics file")
+    text = metrics.read_text()
+    assert "kube_lxcfs_repair_passes_total 1\n" in text
+    repaired = re.search(r'kube_lxcfs_repair_mounts_total\{outcome="repaired"\} (\d+)', text)
+    assert repaired is not None and int(repaired.group(1)) >= 9  # 3 x (2 files + mount dir)
     for h in hs:
         assert all(
             m.read_only and m.dev == daemon.dev

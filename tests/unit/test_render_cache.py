@@ -99,13 +99,27 @@ def test_a_slow_group_is_served_from_its_last_render_while_refreshing() -> None:
     assert cache.get("meminfo of h", "h", 0.1, lambda: b"h inline") == b"h inline"
 
 
-def test_a_slow_group_without_recent_render_fails_over() -> None:
+def test_a_slow_group_without_recent_render_waits_a_little_then_fails_over() -> None:
     clock = Clock()
-    cache = RenderCache(CachePolicy(slow_after=0.02, stale_max=1.0), clock)
+    cache = RenderCache(CachePolicy(slow_after=0.02, stale_max=1.0, slow_wait=0.05), clock)
     cache.get("k", "g", 0.1, Counter(clock, takes=0.05))
     clock.now += 1.5  # older than stale_max, still slow (hold 10 s)
-    with pytest.raises(CgroupSlow):
-        cache.get("k", "g", 0.1, lambda: b"late")
+    # a refresh that comes back quickly (one render was slow, the cgroup is not stuck)
+    assert cache.get("k", "g", 0.1, lambda: b"quick") == b"quick"  # and g is fast again
+    cache.get("other", "g", 0.1, Counter(clock, takes=0.05))  # slow again
+    clock.now += 1.5
+    stuck = threading.Event()
+    try:
+        started = time.monotonic()
+        with pytest.raises(CgroupSlow):
+            cache.get("k", "g", 0.1, lambda: stuck.wait(30) and b"late")
+        assert time.monotonic() - started < 5  # waited about slow_wait, not the render
+        started = time.monotonic()
+        with pytest.raises(CgroupSlow):  # its refresh still runs: no wait at all
+            cache.get("k", "g", 0.1, lambda: b"never asked")
+        assert time.monotonic() - started < 0.04
+    finally:
+        stuck.set()
 
 
 def test_slowness_expires_after_the_hold() -> None:
@@ -166,3 +180,15 @@ def test_ttl_cache_keeps_values_for_their_ttl_and_prunes_the_rest() -> None:
         clock.now += 0.01
         cache.get(i, 0.5, lambda: "x")
         assert len(cache) <= 2 * 50 + 2
+
+
+def test_cache_env_turns_renders_off_only() -> None:
+    assert CachePolicy.from_env({}) == CachePolicy()
+    assert CachePolicy.from_env({"KUBE_LXCFS_CACHE": "bogus"}) == CachePolicy()
+    off = CachePolicy.from_env({"KUBE_LXCFS_CACHE": "off"})
+    assert not off.renders and off.slow_after == float("inf")
+    assert (off.host_ttl, off.limits_ttl) == (CachePolicy().host_ttl, CachePolicy().limits_ttl)
+    clock = Clock()
+    cache = RenderCache(off, clock)
+    render = Counter(clock)
+    assert [cache.get("k", "g", 1.0, render) for _ in range(2)] == [b"render 1", b"render 2"]

@@ -150,3 +150,24 @@ def test_v2_writes_limits_and_enables_controllers_in_every_ancestor(tmp_path: Pa
     assert not (leaf / "cgroup.subtree_control").exists()
     cg.add_pid(4242)
     assert (leaf / "cgroup.procs").read_text() == "4242"
+
+
+def test_v1_cpuset_cgroups_get_their_parents_cpus_and_mems(tmp_path: Path) -> None:
+    """A fake v1 hierarchy with cpuset co-mounted with cpu: whichever controller creates
+    the directory, the new cpusets (ancestors included) are populated before any task."""
+    (tmp_path / "cpuset.cpus").write_text("0-3\n")
+    (tmp_path / "cpuset.mems").write_text("0\n")
+    comounted = Hierarchy(tmp_path, 1, frozenset({"cpu", "cpuset"}))
+    cg = create_cgroup(
+        "outer/inner",
+        Limits(cpuset="2", cpu_quota=50_000),
+        controllers=("cpu", "cpuset"),
+        layout=_layout(comounted),
+    )
+    assert (tmp_path / "outer" / "cpuset.cpus").read_text() == "0-3"
+    assert (tmp_path / "outer" / "cpuset.mems").read_text() == "0"
+    inner = tmp_path / "outer" / "inner"
+    assert (inner / "cpuset.mems").read_text() == "0"
+    assert (inner / "cpuset.cpus").read_text() == "2"  # the limit, after the copy
+    assert (inner / "cpu.cfs_quota_us").read_text() == "50000"
+    assert cg.procs_files == [inner / "cgroup.procs"]

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kube_lxcfs.webhook.admission import decode_patch, review
 from kube_lxcfs.webhook.config import InjectOptions, make_options
-from kube_lxcfs.webhook.review import decode_patch, review
 from webhook.podcheck import apply, assert_consistent
 
 TARGETS = ["/proc/meminfo", "/proc/cpuinfo", "/proc/stat", "/sys/devices/system/cpu"]

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from kube_lxcfs.webhook import review as review_mod
+from kube_lxcfs.webhook import admission as review_mod
+from kube_lxcfs.webhook.admission import BadReviewError, decode_patch, review
 from kube_lxcfs.webhook.config import InjectOptions, make_options
-from kube_lxcfs.webhook.review import BadReviewError, decode_patch, review
 from webhook.podcheck import (
     apply,
     as_version,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kube_lxcfs.webhook.review import decode_patch
+from kube_lxcfs.webhook.admission import decode_patch
 from webhook.pki import SERVICE_NAME, new_ca
 from webhook.podcheck import apply, as_version, assert_consistent, load
 from webhook.serverproc import WebhookProcess, raw_tls, running_webhook

@@ -22,6 +22,9 @@ from kube_lxcfs.cgroups.parse import (
 )
 from kube_lxcfs.cgroups.reader import read_text
 
+MAX_NAMESPACES = 4096
+"""Cached namespace inits; past this many (containers came and went) the cache restarts."""
+
 
 class ProcessResolver:
     """Reads the /proc facts of processes under a configurable proc root."""
@@ -98,6 +101,8 @@ class ProcessResolver:
         init = self._find_init(pid, ns)
         started = self.starttime(init)
         with self._lock:
+            if len(self._inits) >= MAX_NAMESPACES:  # namespaces come and go: stay bounded
+                self._inits.clear()
             self._inits[ns] = (init, started)
         return init
 

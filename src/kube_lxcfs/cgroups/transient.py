@@ -408,8 +408,9 @@ def _v1_prepare_cpuset(directory: Path) -> None:
     A v1 cpuset starts empty and refuses tasks until both files are set.
     """
     for name in ("cpuset.cpus", "cpuset.mems"):
-        if not _read(directory / name):
-            _write(directory / name, _read(directory.parent / name) or "0")
+        own = directory / name
+        if not own.exists() or not _read(own):
+            _write(own, _read(directory.parent / name) or "0")
 
 
 def _v2_enable(parent: Path, controllers: Iterable[str], available: frozenset[str]) -> None:
@@ -498,8 +499,8 @@ def _make(
                 except OSError as exc:
                     raise CgroupError(f"cannot create cgroup {level}: {exc.strerror}") from exc
                 cg._created.append(level)
-                if hierarchy.version == 1 and controller == "cpuset":
-                    _v1_prepare_cpuset(level)
+                if hierarchy.version == 1 and "cpuset" in hierarchy.controllers:
+                    _v1_prepare_cpuset(level)  # also when co-mounted (cpu,cpuset)
             cg.directories[controller] = directory
         v1_dirs = {
             c: d

@@ -152,6 +152,15 @@ def add_restart_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_STATE_DIR,
         help="where --on-stop=detach records what to re-attach (default: %(default)s)",
     )
+    parser.add_argument(
+        "--repair-metrics-file",
+        metavar="FILE",
+        default=None,
+        help=(
+            "write the repair counters (kube_lxcfs_repair_*) in Prometheus text format to FILE "
+            "after every repair or detach pass, e.g. for node-exporter's textfile collector"
+        ),
+    )
 
 
 def fs_options(args: argparse.Namespace) -> FsOptions:
@@ -188,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         on_stop=args.on_stop,
         state_dir=args.state_dir,
         repair_on_start=not args.no_repair,
+        metrics_file=args.repair_metrics_file,
     )
     daemon = Daemon(
         restart=restart,

@@ -41,16 +41,13 @@ def _say(line: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve values, render, apply, optionally wait."""
-    from kube_lxcfs.deploy.cli_values import values_from_args
+    from kube_lxcfs.deploy.cli_values import values_or_usage_error
     from kube_lxcfs.deploy.kubeapi import ApiError, connect
     from kube_lxcfs.deploy.lifecycle import InstallError, install, wait_ready
     from kube_lxcfs.deploy.render import render
-    from kube_lxcfs.deploy.values import ValuesError
 
-    try:
-        values = values_from_args(args)
-    except (ValuesError, OSError) as exc:
-        print(f"kube-lxcfs install: {exc}", file=sys.stderr)
+    values = values_or_usage_error(args, "install")
+    if values is None:
         return 2
     objects = render(values)
     try:

@@ -26,14 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the values, render, print."""
-    from kube_lxcfs.deploy.cli_values import values_from_args
+    from kube_lxcfs.deploy.cli_values import values_or_usage_error
     from kube_lxcfs.deploy.render import render, to_yaml
-    from kube_lxcfs.deploy.values import ValuesError
 
-    try:
-        values = values_from_args(args)
-    except (ValuesError, OSError) as exc:
-        print(f"kube-lxcfs manifests: {exc}", file=sys.stderr)
+    values = values_or_usage_error(args, "manifests")
+    if values is None:
         return 2
     sys.stdout.write(to_yaml(render(values)))
     return 0

@@ -58,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="also list healthy and skipped mounts"
     )
+    parser.epilog = (
+        "output: one line per repaired, re-attached, failed or gone mount (with --dry-run: "
+        "one per stale mount), then one line per container that had anything but healthy "
+        "mounts; the summary goes to the log (stderr)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -80,4 +85,7 @@ def run(args: argparse.Namespace) -> int:
         for o in outcomes:
             if args.verbose or o.status in shown:
                 print(o.line())
+    if not args.dry_run:
+        for line in report.container_lines():
+            print(line)
     return 1 if report.failed else 0

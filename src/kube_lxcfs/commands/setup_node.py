@@ -38,11 +38,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="say what would change, change nothing"
     )
+    parser.add_argument(
+        "--best-effort",
+        action="store_true",
+        help="exit 0 even when the node cannot use the runtime class (the report still says"
+        " why); the node agent's init container uses it so that the agent starts anyway",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one line per step; 1 if the node cannot use the runtime class."""
+    """Print one line per step; 1 if the node cannot use the runtime class (--best-effort: 0)."""
     from kube_lxcfs.runtime.install import setup_node
 
     if not args.host_root.is_dir():
@@ -54,4 +60,7 @@ def run(args: argparse.Namespace) -> int:
     report = setup_node(args.host_root, dry_run=args.dry_run)
     for line in report.lines:
         print(line)
+    if not report.ok and args.best_effort:
+        print("kube-lxcfs setup-node: node not set up (--best-effort: exit 0)")
+        return 0
     return 0 if report.ok else 1

@@ -44,7 +44,7 @@ def _say(line: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Delete in safe order, then report what is left to the user."""
-    from kube_lxcfs.deploy.cli_values import values_from_args
+    from kube_lxcfs.deploy.cli_values import values_or_usage_error
     from kube_lxcfs.deploy.kubeapi import ApiError, connect, object_path
     from kube_lxcfs.deploy.lifecycle import (
         InstallError,
@@ -54,12 +54,10 @@ def run(args: argparse.Namespace) -> int:
         wait_deleted,
     )
     from kube_lxcfs.deploy.render import render
-    from kube_lxcfs.deploy.values import NAMESPACE_LABEL, ValuesError
+    from kube_lxcfs.deploy.values import NAMESPACE_LABEL
 
-    try:
-        values = values_from_args(args)
-    except (ValuesError, OSError) as exc:
-        print(f"kube-lxcfs uninstall: {exc}", file=sys.stderr)
+    values = values_or_usage_error(args, "uninstall")
+    if values is None:
         return 2
     objects = render(values)
     try:

@@ -15,7 +15,9 @@ HELP = "Serve the mutating admission webhook that injects the virtual files into
 DESCRIPTION = """\
 Serve the mutating admission webhook (POST /mutate, admission.k8s.io v1 and v1beta1) that
 bind-mounts the node's virtual /proc and /sys files (hostPath volumes from --mount-dir) read-only
-into every container and init container of the pods the API server sends it. Namespace selection
+into every container and init container of the pods the API server sends it, or, with
+--inject-mode runtimeclass, sets their runtimeClassName so that the node's runtime wrapper does
+it (no hostPath volumes: admissible under Pod Security baseline/restricted). Namespace selection
 is done by the webhook configuration (namespaceSelector lxcfs-admission-webhook=enabled); pods opt
 out with the annotation kube-lxcfs.io/inject: "false" (or the seed's
 lxcfs-admission-webhook.aliyun.com/mutate: "false"). Injected pods get the annotation
@@ -130,9 +132,11 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
     from kube_lxcfs.webhook.config import (
         DEFAULT_MOUNT_DIR as mount_dir,
     )
+    from kube_lxcfs.webhook.config import DEFAULT_RUNTIME_CLASS as runtime_class
     from kube_lxcfs.webhook.config import (
         DEFAULT_SKIP_POD_LABELS as skip_labels,
     )
+    from kube_lxcfs.webhook.config import INJECT_MODES as modes
 
     tls = parser.add_argument_group("TLS and listeners")
     _add(
@@ -219,6 +223,27 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         default=True,
         help="also inject plain init containers (native sidecars, restartPolicy Always, are"
         " always injected)",
+    )
+
+    _add(
+        inject,
+        "--inject-mode",
+        default=modes[0],
+        choices=modes,
+        type=str.lower,
+        convert=str.lower,
+        help="hostpath: add hostPath volumes and mounts of the files (needs a privileged-level"
+        " namespace); runtimeclass: set spec.runtimeClassName to --runtime-class-name and add"
+        " no volume: the node's kube-lxcfs-runc wrapper adds the files and sysinfo(2), and the"
+        " pod passes Pod Security baseline/restricted (docs/runtime.md)",
+    )
+    _add(
+        inject,
+        "--runtime-class-name",
+        default=runtime_class,
+        metavar="NAME",
+        convert=str,
+        help="RuntimeClass set by --inject-mode runtimeclass (pods naming another class keep it)",
     )
 
     select = parser.add_argument_group("which pods are left alone")
@@ -370,6 +395,8 @@ def run(args: argparse.Namespace) -> int:
             own_namespace=args.namespace or None,
             inject_init_containers=args.inject_init_containers,
             skip_pod_labels=args.skip_pod_labels,
+            mode=args.inject_mode,
+            runtime_class_name=args.runtime_class_name,
         )
     except ConfigError as exc:
         return _fail(str(exc))

@@ -72,3 +72,14 @@ def values_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return resolve(
         namespace=args.namespace, sets=sets + list(args.sets), values_files=args.values_files
     )
+
+
+def values_or_usage_error(args: argparse.Namespace, command: str) -> dict[str, Any] | None:
+    """The values, or None after printing the one-line usage error of ``command``."""
+    import sys
+
+    try:
+        return values_from_args(args)
+    except (ValuesError, OSError) as exc:
+        print(f"kube-lxcfs {command}: {exc}", file=sys.stderr)
+        return None

@@ -44,6 +44,49 @@ Check the installation:  kube-lxcfs doctor --namespace {{ .Release.Namespace }}
 """
 
 
+CHART_README = """# kube-lxcfs Helm chart
+
+{generated}
+
+Container-accurate `/proc` for Kubernetes pods: the kube-lxcfs FUSE filesystem on every node
+(DaemonSet) and the mutating admission webhook that bind-mounts its files into the pods of
+namespaces labelled `lxcfs-admission-webhook=enabled`. Walkthrough, troubleshooting and
+design: docs/kubernetes.md in the repository.
+
+    kubectl create namespace lxcfs
+    kubectl label namespace lxcfs pod-security.kubernetes.io/enforce=privileged
+    helm install kube-lxcfs deploy/helm/kube-lxcfs --namespace lxcfs --set createNamespace=false
+
+`helm template` of this chart renders exactly what `kube-lxcfs manifests` prints for the same
+values (a CI test checks it with a pinned helm).
+
+## Values
+
+| Key | Default |
+|---|---|
+{rows}
+"""
+
+
+def _flatten(values: dict, prefix: str = "") -> list[tuple[str, object]]:
+    rows: list[tuple[str, object]] = []
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows += _flatten(value, path + ".")
+        else:
+            rows.append((path, value))
+    return rows
+
+
+def chart_readme() -> str:
+    """The chart's README: how to install, and every value with its default."""
+    rows = "\n".join(
+        f"| `{key}` | `{json.dumps(value)}` |" for key, value in _flatten(chart_values())
+    )
+    return CHART_README.format(generated=GENERATED, rows=rows)
+
+
 def chart_files() -> dict[Path, str]:
     """Every file of the chart, relative to the chart directory."""
     header = GENERATED
@@ -66,6 +109,7 @@ def chart_files() -> dict[Path, str]:
         Path("values.schema.json"): json.dumps(SCHEMA, indent=2) + "\n",
         Path(".helmignore"): "# " + header + "\n.git/\n*.orig\n*.tmp\n",
         Path("templates/NOTES.txt"): NOTES,
+        Path("README.md"): chart_readme(),
     }
     for filename, tree in templates():
         files[Path("templates") / filename] = helm_template(tree, header)

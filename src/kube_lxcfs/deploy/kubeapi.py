@@ -33,6 +33,7 @@ PLURALS = {
     "Issuer": "issuers",
     "Certificate": "certificates",
     "ServiceMonitor": "servicemonitors",
+    "RuntimeClass": "runtimeclasses",
 }
 FIELD_MANAGER = "kube-lxcfs"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kube_lxcfs import __version__
-from kube_lxcfs.deploy.template import OMIT, Fmt, If, Join, Not, Ref, Splice, Truthy
+from kube_lxcfs.deploy.template import OMIT, Eq, Fmt, If, Join, Not, Ref, Splice, Truthy
 from kube_lxcfs.deploy.values import NAME, NAMESPACE_LABEL, POD_OPT_IN_LABEL
 
 AGENT = f"{NAME}-agent"
@@ -26,6 +26,15 @@ NO_INJECT = {"kube-lxcfs.io/inject": "false"}
 
 NS = Ref("namespace")
 SELF_PROVISION = Not(Truthy("certManager.enabled"))
+RUNTIME_CLASS_MODE = Eq("injection.mode", "runtimeClass")
+# What `kube-lxcfs setup-node` registers with containerd / CRI-O (runtime/install.py HANDLER).
+RUNTIME_HANDLER = "kube-lxcfs"
+HOST_ROOT = "/host"
+
+
+def _when_setup_node(node: Any) -> If:
+    """``node`` only when the agent installs the runtime wrapper on its node."""
+    return If(Truthy("runtimeClass.enabled"), If(Truthy("runtimeClass.setupNode"), node))
 
 
 def labels(component: str) -> dict[str, Any]:
@@ -43,7 +52,7 @@ def selector(component: str) -> dict[str, Any]:
     return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": component}
 
 
-def meta(name: str, component: str, *, namespaced: bool = True, **extra: Any) -> dict[str, Any]:
+def meta(name: Any, component: str, *, namespaced: bool = True, **extra: Any) -> dict[str, Any]:
     """Object metadata: name, namespace when namespaced, labels."""
     out: dict[str, Any] = {"name": name}
     if namespaced:
@@ -179,6 +188,19 @@ def daemonset() -> dict[str, Any]:
             {"name": "run", "mountPath": "/run/kube-lxcfs"},
         ],
     }
+    # Installs kube-lxcfs-runc on the host and registers the RuntimeClass handler. A node that
+    # cannot (no python3 >= 3.10, unknown runtime) is reported in this container's log and the
+    # agent starts anyway: hostPath injection keeps working there.
+    setup_node = {
+        "name": "setup-node",
+        "image": _image("nodeAgent"),
+        "imagePullPolicy": Ref("nodeAgent.image.pullPolicy"),
+        "command": ["kube-lxcfs", "setup-node"],
+        "args": [f"--host-root={HOST_ROOT}", "--best-effort"],
+        "securityContext": {"privileged": True},
+        "resources": Ref("nodeAgent.resources"),
+        "volumeMounts": [{"name": "host", "mountPath": HOST_ROOT}],
+    }
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -204,6 +226,7 @@ def daemonset() -> dict[str, Any]:
                     "affinity": Ref("nodeAgent.affinity"),
                     "imagePullSecrets": Ref("imagePullSecrets"),
                     "terminationGracePeriodSeconds": 30,
+                    "initContainers": _when_setup_node([setup_node]),
                     "containers": [container],
                     "volumes": [
                         {"name": "fuse", "hostPath": {"path": "/dev/fuse", "type": "CharDevice"}},
@@ -220,6 +243,9 @@ def daemonset() -> dict[str, Any]:
                             "name": "run",
                             "hostPath": {"path": "/run/kube-lxcfs", "type": "DirectoryOrCreate"},
                         },
+                        _when_setup_node(
+                            {"name": "host", "hostPath": {"path": "/", "type": "Directory"}}
+                        ),
                     ],
                 },
             },
@@ -236,6 +262,8 @@ def _webhook_args() -> list[Any]:
         Fmt("--mount-dir=%s", Ref("mountDir")),
         Fmt("--files=%s", Join(",", Ref("injectedFiles"))),
         Fmt("--log-level=%s", Ref("webhook.logLevel")),
+        Fmt("--inject-mode=%s", Ref("injection.mode")),
+        If(RUNTIME_CLASS_MODE, Fmt("--runtime-class-name=%s", Ref("runtimeClass.name"))),
         If(SELF_PROVISION, Fmt("--self-provision-secret=%s", Ref("webhook.tlsSecretName"))),
         If(SELF_PROVISION, Fmt("--webhook-config=%s", WEBHOOK_CONFIG)),
         If(SELF_PROVISION, Fmt("--webhook-service=%s", WEBHOOK)),
@@ -382,7 +410,7 @@ def pod_disruption_budget() -> dict[str, Any]:
     }
 
 
-def _namespace_guard(*, opted_in: bool) -> list[dict[str, Any]]:
+def _namespace_guard(*, opted_in: bool) -> list[Any]:
     """Namespaces where injection is possible: not PSA-hardened, not our own."""
     return [
         {
@@ -390,8 +418,12 @@ def _namespace_guard(*, opted_in: bool) -> list[dict[str, Any]]:
             "operator": "In" if opted_in else "NotIn",
             "values": ["enabled"],
         },
-        # Injected hostPath volumes are rejected where baseline/restricted is enforced.
-        {"key": PSA_ENFORCE, "operator": "NotIn", "values": ["baseline", "restricted"]},
+        # Injected hostPath volumes are rejected where baseline/restricted is enforced; a
+        # runtimeClassName is not, so runtimeClass mode serves those namespaces too.
+        If(
+            Not(RUNTIME_CLASS_MODE),
+            {"key": PSA_ENFORCE, "operator": "NotIn", "values": ["baseline", "restricted"]},
+        ),
         {"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": [NS]},
     ]
 
@@ -455,6 +487,24 @@ def mutating_webhook_configuration() -> dict[str, Any]:
         "metadata": meta(WEBHOOK_CONFIG, "webhook", namespaced=False, annotations=annotations),
         "webhooks": [by_namespace, If(Truthy("webhook.podOptIn"), by_pod)],
     }
+
+
+def runtime_class() -> Any:
+    """The RuntimeClass whose handler runs containers through kube-lxcfs-runc (docs/runtime.md)."""
+    scheduling = If(
+        Truthy("runtimeClass.nodeSelector"),
+        {"nodeSelector": Ref("runtimeClass.nodeSelector")},
+    )
+    return If(
+        Truthy("runtimeClass.enabled"),
+        {
+            "apiVersion": "node.k8s.io/v1",
+            "kind": "RuntimeClass",
+            "metadata": meta(Ref("runtimeClass.name"), "runtime", namespaced=False),
+            "handler": RUNTIME_HANDLER,
+            "scheduling": scheduling,
+        },
+    )
 
 
 def cert_manager() -> list[Any]:
@@ -550,6 +600,7 @@ def templates() -> list[tuple[str, Any]]:
         ("certmanager-ca-certificate.yaml", ca_cert),
         ("certmanager-ca-issuer.yaml", ca_issuer),
         ("certmanager-serving-certificate.yaml", serving),
+        ("runtimeclass.yaml", runtime_class()),
         ("daemonset.yaml", daemonset()),
         ("service.yaml", service()),
         ("deployment.yaml", deployment()),

@@ -15,7 +15,7 @@ Nodes:
 - ``If(cond, then, otherwise)``: a choice; with ``otherwise=OMIT`` a dict entry or
   list item is left out when the condition is false;
 - ``Splice(Ref(...))``: inside a list, all items of a values list;
-- conditions: ``Truthy("a.b")``, ``Not(cond)``.
+- conditions: ``Truthy("a.b")``, ``Eq("a.b", "literal")``, ``Not(cond)``.
 """
 
 from __future__ import annotations
@@ -70,13 +70,21 @@ class Truthy:
 
 
 @dataclass(frozen=True)
+class Eq:
+    """True when the value at ``path`` equals the string ``literal`` (a values enum)."""
+
+    path: str
+    literal: str
+
+
+@dataclass(frozen=True)
 class Not:
     """Negation of a condition."""
 
-    cond: Truthy | Not
+    cond: Truthy | Eq | Not
 
 
-Cond = Truthy | Not
+Cond = Truthy | Eq | Not
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,8 @@ def holds(cond: Cond, values: dict[str, Any]) -> bool:
     """Evaluate a condition against ``values``."""
     if isinstance(cond, Not):
         return not holds(cond.cond, values)
+    if isinstance(cond, Eq):
+        return str(lookup(values, cond.path)) == cond.literal
     return bool(lookup(values, cond.path))
 
 
@@ -158,6 +168,8 @@ def _values_expr(path: str) -> str:
 def _cond_expr(cond: Cond) -> str:
     if isinstance(cond, Not):
         return f"not {_cond_expr(cond.cond)}"
+    if isinstance(cond, Eq):
+        return f"(eq ({_values_expr(cond.path)} | toString) {json.dumps(cond.literal)})"
     return _values_expr(cond.path)
 
 

@@ -14,22 +14,16 @@ import copy
 from typing import Any
 
 from kube_lxcfs import __version__
+from kube_lxcfs.webhook.config import DEFAULT_FILES as WEBHOOK_DEFAULT_FILES
 
 NAME = "kube-lxcfs"
 DEFAULT_NAMESPACE = "lxcfs"
 NAMESPACE_LABEL = "lxcfs-admission-webhook"
 POD_OPT_IN_LABEL = "kube-lxcfs.io/inject"
+INJECTION_MODES = ("hostPath", "runtimeClass")
 
-DEFAULT_FILES = [
-    "proc/cpuinfo",
-    "proc/diskstats",
-    "proc/meminfo",
-    "proc/stat",
-    "proc/swaps",
-    "proc/uptime",
-    "proc/loadavg",
-    "sys/devices/system/cpu/",
-]
+# What the webhook injects by default (its own list, so the two never disagree).
+DEFAULT_FILES = list(WEBHOOK_DEFAULT_FILES)
 
 DEFAULTS: dict[str, Any] = {
     # Helm takes this from --namespace (.Release.Namespace); it is not in values.yaml.
@@ -38,6 +32,19 @@ DEFAULTS: dict[str, Any] = {
     "mountDir": "/var/lib/lxcfs",
     "injectedFiles": list(DEFAULT_FILES),
     "imagePullSecrets": [],
+    # How pods get the files: hostPath volumes added by the webhook (needs a privileged-level
+    # namespace), or runtimeClass: the webhook sets spec.runtimeClassName and the node's
+    # kube-lxcfs-runc wrapper adds the files and sysinfo(2) (Pod Security baseline/restricted).
+    "injection": {"mode": "hostPath"},
+    "runtimeClass": {
+        # The RuntimeClass object and, with setupNode, the node agent's setup-node init
+        # container (host / mounted read-write: installs the wrapper, registers the handler).
+        "enabled": False,
+        "name": "kube-lxcfs",
+        "setupNode": True,
+        # Only nodes carrying these labels run pods of the class (empty: every node).
+        "nodeSelector": {},
+    },
     "nodeAgent": {
         "image": {
             "repository": "kube-lxcfs/node-agent",
@@ -107,6 +114,8 @@ _RESOURCES = {
 }
 _LIST_OF_OBJECTS = {"type": "array", "items": {"type": "object"}}
 _ARGS = {"type": "array", "items": {"type": "string"}}
+_DNS_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = f"^{_DNS_LABEL}(\\.{_DNS_LABEL})*$"
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 
 
@@ -133,6 +142,19 @@ SCHEMA: dict[str, Any] = {
                 "items": {"type": "string", "pattern": "^(proc|sys)/[A-Za-z0-9_./-]+$"},
             },
             "imagePullSecrets": _LIST_OF_OBJECTS,
+            "injection": _obj({"mode": {"enum": list(INJECTION_MODES)}}),
+            "runtimeClass": _obj(
+                {
+                    "enabled": {"type": "boolean"},
+                    "name": {
+                        "type": "string",
+                        "maxLength": 253,
+                        "pattern": _DNS_SUBDOMAIN,
+                    },
+                    "setupNode": {"type": "boolean"},
+                    "nodeSelector": _STRING_MAP,
+                }
+            ),
             "nodeAgent": _obj(
                 {
                     "image": _IMAGE,
@@ -179,6 +201,9 @@ SCHEMA: dict[str, Any] = {
             ),
         }
     ),
+    # runtimeClass mode needs the RuntimeClass: the API server refuses pods naming a missing one.
+    "if": {"properties": {"injection": {"properties": {"mode": {"const": "runtimeClass"}}}}},
+    "then": {"properties": {"runtimeClass": {"properties": {"enabled": {"const": True}}}}},
 }
 
 
@@ -249,6 +274,18 @@ def validate(values: dict[str, Any]) -> None:
     namespace = values.get("namespace")
     if not isinstance(namespace, str) or not _is_dns_label(namespace):
         raise ValuesError(f"namespace must be a DNS label, got {namespace!r}")
+    injection = values.get("injection")
+    runtime_class = values.get("runtimeClass")
+    if (
+        isinstance(injection, dict)
+        and injection.get("mode") == "runtimeClass"
+        and isinstance(runtime_class, dict)
+        and runtime_class.get("enabled") is not True
+    ):
+        raise ValuesError(
+            "injection.mode=runtimeClass needs runtimeClass.enabled=true"
+            " (the API server refuses pods naming a missing RuntimeClass)"
+        )
     validator = jsonschema.Draft7Validator(SCHEMA)
     errors = sorted(validator.iter_errors(without_ns), key=lambda e: list(e.absolute_path))
     if errors:

@@ -74,6 +74,20 @@ class Report:
             grouped.setdefault(o.namespace, []).append(o)
         return grouped
 
+    def container_lines(self) -> list[str]:
+        """One line per container (mount namespace): how many mounts ended how.
+
+        Containers whose mounts were all healthy are left out.
+        """
+        lines = []
+        for ns, outcomes in self.by_namespace().items():
+            counts = Counter(o.status for o in outcomes)
+            if set(counts) <= {"healthy"}:
+                continue
+            parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            lines.append(f"container {ns.label}: {parts}")
+        return lines
+
     def summary(self) -> str:
         counts = Counter(o.status for o in self.outcomes)
         parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no mounts of ours"
@@ -325,7 +339,7 @@ def _run(
         if r.ok:
             outcomes.append(Outcome(ns, action.mount_point, root, ok_status, method=r.method))
         else:
-            status = "gone" if r.gone else "failed"
+            status = "gone" if r.gone else "skipped" if r.skipped else "failed"
             outcomes.append(Outcome(ns, action.mount_point, root, status, r.reason))
     return outcomes
 

@@ -81,6 +81,8 @@ class ActionResult:
     method: str = ""
     reason: str = ""
     gone: bool = False
+    skipped: bool = False
+    """Nothing to do any more: the mount was changed or its path vanished meanwhile."""
 
 
 def mount_attrs_of(entry: MountEntry) -> tuple[int, int]:
@@ -248,6 +250,7 @@ def _child(
             "method": result.method,
             "reason": result.reason,
             "gone": result.gone,
+            "skipped": result.skipped,
         }
         os.write(out_fd, (json.dumps(payload) + "\n").encode())
 
@@ -285,8 +288,12 @@ def _apply(action: Action, strategy: Strategy, proc_fd: int) -> ActionResult:
     if action.kind == "attach":
         if top is not None and top.dev == action.live_dev:
             return ActionResult(mp, ok=True, method="already attached")
+        if not os.path.lexists(mp):
+            return ActionResult(mp, ok=False, reason="the mount point is gone", skipped=True)
     elif top is None or top.mount_id != action.expect_mount_id:
-        return ActionResult(mp, ok=False, reason="the mount changed since it was found")
+        return ActionResult(
+            mp, ok=False, reason="the mount changed since it was found", skipped=True
+        )
 
     if action.kind == "detach":
         syscalls.umount2(mp)

@@ -68,6 +68,7 @@ class RestartHandling:
         state_dir: str = DEFAULT_STATE_DIR,
         repair_on_start: bool = True,
         metrics: RepairMetrics | None = None,
+        metrics_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if on_stop not in ON_STOP_CHOICES:
             raise ValueError(f"on_stop must be one of {ON_STOP_CHOICES}, not {on_stop!r}")
@@ -76,6 +77,7 @@ class RestartHandling:
         self.state_dir = state_dir
         self.repair_on_start = repair_on_start
         self.metrics = metrics or RepairMetrics()
+        self.metrics_file = Path(metrics_file) if metrics_file else None
         self._ready = threading.Event()
         self._exit_loop: Callable[[], None] | None = None
         self._repair_thread: threading.Thread | None = None
@@ -146,6 +148,19 @@ class RestartHandling:
         else:
             if report.failed:
                 log.warning("repair after start: %d mounts not repaired", len(report.failed))
+        self._write_metrics()
+
+    def _write_metrics(self) -> None:
+        """Publish the counters as a Prometheus text file (node-exporter textfile style)."""
+        if self.metrics_file is None:
+            return
+        try:
+            self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.metrics_file.with_name(f".{self.metrics_file.name}.{os.getpid()}")
+            tmp.write_text(self.metrics.render())
+            tmp.replace(self.metrics_file)
+        except OSError as exc:
+            log.warning("cannot write repair metrics to %s: %s", self.metrics_file, exc)
 
     def _watch_signals(self) -> None:
         received = signal.sigwait(STOP_SIGNALS)
@@ -158,6 +173,7 @@ class RestartHandling:
             detach(self.mount_dir, state_dir=self.state_dir, metrics=self.metrics)
         except Exception:  # still stop, whatever happened
             log.exception("detach before stop failed")
+        self._write_metrics()
         self._end_loop()
 
     def _end_loop(self) -> None:

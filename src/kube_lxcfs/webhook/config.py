@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -46,6 +47,15 @@ INJECT_KEY = "kube-lxcfs.io/inject"
 SEED_OPT_OUT_ANNOTATION = "lxcfs-admission-webhook.aliyun.com/mutate"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 VOLUME_PREFIX = "lxcfs-"
+
+# Delivery modes: hostPath volumes in the pod spec, or the pod's runtimeClassName pointing at
+# the OCI runtime wrapper (kube-lxcfs-runc), which adds the same mounts plus sysinfo(2) below
+# the Pod API, so the pod stays admissible under Pod Security baseline/restricted.
+MODE_HOSTPATH = "hostpath"
+MODE_RUNTIME_CLASS = "runtimeclass"
+INJECT_MODES = (MODE_HOSTPATH, MODE_RUNTIME_CLASS)
+# The RuntimeClass the deployment creates; its handler is what `kube-lxcfs setup-node` registers.
+DEFAULT_RUNTIME_CLASS = "kube-lxcfs"
 
 
 class ConfigError(ValueError):
@@ -95,6 +105,8 @@ class InjectOptions:
     skip_pod_labels: tuple[tuple[str, str], ...] = field(
         default_factory=lambda: tuple(parse_label(item) for item in DEFAULT_SKIP_POD_LABELS)
     )
+    mode: str = MODE_HOSTPATH
+    runtime_class_name: str = DEFAULT_RUNTIME_CLASS
 
 
 def parse_label(item: str) -> tuple[str, str]:
@@ -159,8 +171,17 @@ def make_options(
     own_namespace: str | None = None,
     inject_init_containers: bool = True,
     skip_pod_labels: Iterable[str] = DEFAULT_SKIP_POD_LABELS,
+    mode: str = MODE_HOSTPATH,
+    runtime_class_name: str = DEFAULT_RUNTIME_CLASS,
 ) -> InjectOptions:
     """Validate option values and build ``InjectOptions`` (raises ``ConfigError``)."""
+    if mode not in INJECT_MODES:
+        raise ConfigError(f"inject mode {mode!r} is not one of {', '.join(INJECT_MODES)}")
+    if not is_dns_subdomain(runtime_class_name):
+        raise ConfigError(
+            f"runtime class name {runtime_class_name!r} is not a DNS subdomain"
+            " (lower-case letters, digits, '-' and '.', at most 253 characters)"
+        )
     namespaces = {n.strip() for n in excluded_namespaces if n.strip()}
     if own_namespace:
         namespaces.add(own_namespace)
@@ -169,7 +190,15 @@ def make_options(
         excluded_namespaces=frozenset(namespaces),
         inject_init_containers=inject_init_containers,
         skip_pod_labels=tuple(parse_label(i) for i in skip_pod_labels if i.strip()),
+        mode=mode,
+        runtime_class_name=runtime_class_name,
     )
+
+
+def is_dns_subdomain(text: str) -> bool:
+    """RFC 1123 subdomain, as the API requires of a RuntimeClass name."""
+    label = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+    return len(text) <= 253 and re.fullmatch(rf"{label}(\.{label})*", text) is not None
 
 
 def labels_match(labels: Mapping[str, object], wanted: tuple[str, str]) -> bool:

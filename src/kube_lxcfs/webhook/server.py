@@ -23,9 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from kube_lxcfs.webhook.admission import BadReviewError, review
 from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY, InjectOptions
 from kube_lxcfs.webhook.metrics import WebhookMetrics
-from kube_lxcfs.webhook.review import BadReviewError, review
 from kube_lxcfs.webhook.tls import ReloadingContext
 
 log = logging.getLogger("kube_lxcfs.webhook")
@@ -162,6 +162,13 @@ class _AdmissionConnection:
         line = self.rfile.readline(MAX_LINE + 1)
         if not line:
             return False  # the client closed an idle connection
+        self.owner._busy(+1)
+        try:
+            return self._answer(line)
+        finally:
+            self.owner._busy(-1)
+
+    def _answer(self, line: bytes) -> bool:
         try:
             method, target, version, headers = self._read_head(line)
         except _Reject as exc:
@@ -315,6 +322,7 @@ class WebhookServer:
         self.draining = threading.Event()
         self._stop_watch = threading.Event()
         self._connections: set[ssl.SSLSocket] = set()
+        self._requests_open = 0  # requests read but not yet answered (for graceful stop)
         self._lock = threading.Lock()
         self._serving = False
         self._threads: list[threading.Thread] = []
@@ -370,21 +378,24 @@ class WebhookServer:
         self._https.shutdown()
         self._https.server_close()
         deadline = time.monotonic() + self.options.shutdown_grace
-        while self._in_flight() > 0 and time.monotonic() < deadline:
+        while self._requests_open > 0 and time.monotonic() < deadline:
             time.sleep(0.01)  # product-side wait for requests, bounded by the grace period
         with self._lock:
             remaining = list(self._connections)
-        for conn in remaining:  # idle keep-alive connections: wake their threads up
+        for conn in remaining:
+            # Idle keep-alive connections see end-of-stream and close; the write side stays
+            # open, so a request that slipped in after the wait can still be answered.
             with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+                conn.shutdown(socket.SHUT_RD)
         self._stop_watch.set()
         self._health.shutdown()
         self._health.server_close()
         self._serving = False
         log.info("stopped")
 
-    def _in_flight(self) -> float:
-        return self.metrics.in_flight.value(webhook=MUTATE_PATH)
+    def _busy(self, delta: int) -> None:
+        with self._lock:
+            self._requests_open += delta
 
     def _track(self, conn: ssl.SSLSocket, *, add: bool) -> bool:
         """Add or remove an open connection; False when adding would exceed the limit."""

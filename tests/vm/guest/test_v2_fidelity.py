@@ -41,7 +41,10 @@ def full_rootfs() -> Path:
 @pytest.fixture(scope="module")
 def measurements(full_rootfs: Path, ours: RunningFs) -> Iterator[dict[str, tuple[Verdict, str]]]:
     before = set(leftover_cgroups())
+    uptime_before = Path("/proc/uptime").read_text().split()[0]
     results = measure_all(full_rootfs, ours.mountpoint)
+    uptime_after = Path("/proc/uptime").read_text().split()[0]
+    print(f"VM uptime around the measurements: {uptime_before} s .. {uptime_after} s")
     shown = {key: verdict.shown for key, (verdict, _) in results.items()}
     MEASURED_FILE.write_text(json.dumps(shown, indent=1, ensure_ascii=False) + "\n")
     yield results

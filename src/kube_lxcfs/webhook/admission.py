@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kube_lxcfs.webhook.config import InjectOptions
+from kube_lxcfs.webhook.config import MODE_RUNTIME_CLASS, InjectOptions
 from kube_lxcfs.webhook.mutation import MalformedPodError, Mutation, plan_mutation
+from kube_lxcfs.webhook.runtimeclass import plan_runtime_class
 from kube_lxcfs.webhook.selection import request_namespace, skip_reason
 from kube_lxcfs.webhook.structs import (
     ADMISSION_API_VERSIONS,
@@ -78,7 +79,10 @@ def review(body: Any, opts: InjectOptions) -> ReviewResult:
         if reason:
             return ReviewResult(_allow(api_version, uid), OUTCOME_SKIPPED, reason, namespace, name)
         try:
-            mutation = plan_mutation(pod, opts)
+            if opts.mode == MODE_RUNTIME_CLASS:
+                mutation = plan_runtime_class(pod, opts)
+            else:
+                mutation = plan_mutation(pod, opts)
         except MalformedPodError as exc:
             warning = f"kube-lxcfs: pod not injected: {exc}"
             response = _allow(api_version, uid, warnings=[warning])
