@@ -110,6 +110,10 @@ class TtlCache:
     def __len__(self) -> int:
         return len(self._values)
 
+    def clear(self) -> None:
+        """Forget every value."""
+        self._values = {}
+
     def get(self, key: Hashable, ttl: float, compute: Callable[[], T]) -> T:
         """The value for ``key`` computed less than ``ttl`` seconds ago, else a new one."""
         if ttl <= 0:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from kube_lxcfs.cgroups.errors import CgroupUnavailable
-from kube_lxcfs.cgroups.hierarchy import Layout, discover_layout
+from kube_lxcfs.cgroups.hierarchy import Layout, cgroup_of, discover_layout
 from kube_lxcfs.cgroups.parse import (
     CgroupEntry,
     parse_cpu_list,
@@ -61,6 +61,9 @@ _SYS_PARENTS = {"/sys": "devices", "/sys/devices": "system", "/sys/devices/syste
 Entries = tuple[CgroupEntry, ...]
 CgroupRender = Callable[[Entries], bytes]
 """Renders a file from the deciding process's parsed /proc/<pid>/cgroup alone."""
+
+MAX_CGROUP_DIRS = 4096
+"""Remembered cgroup directories (for the identity check); past this, start afresh."""
 
 DIR = Node("dir", 0o555)
 PROC_FILE = Node("file", 0o444)
@@ -104,6 +107,11 @@ class ProcTree:
         self.processes = ProcessResolver(self.proc_root)
         self.sampler = LoadavgSampler(self._loadavg_tasks, self.proc_root)
         self._host_ttl = self.cache.policy.host_ttl
+        self._identity_hierarchy = next(
+            (h for c in ("memory", "cpu", "cpuset") if (h := self.layout.hierarchy(c))), None
+        )
+        self._cgroup_dirs: dict[str, str] = {}
+        self._inodes: dict[str, int] = {}
         self._host_files: dict[str, tuple[float, str]] = {}
         self._logged: set[tuple[str, str]] = set()
         self._log_lock = threading.Lock()
@@ -212,7 +220,39 @@ class ProcTree:
         so a reader that moved to another cgroup never gets the old cgroup's render.
         """
         text = self.processes.cgroup_text(self.processes.deciding_pid(pid, self.options.cgroup_of))
-        return self.cache.get((path, text), text, ttl, lambda: render(parse_proc_cgroup(text)))
+        if not self.cache.policy.renders:
+            return render(parse_proc_cgroup(text))
+        born = self._cgroup_identity(text)
+        return self.cache.get(
+            (path, text, born), text, ttl, lambda: render(parse_proc_cgroup(text))
+        )
+
+    def _cgroup_identity(self, text: str) -> int:
+        """The inode of the reader's cgroup directory: tells a cgroup from a new one at its path.
+
+        A cgroup removed and created again under the same name (a test harness, a
+        restarted systemd unit) has the same /proc/<pid>/cgroup text but a new
+        directory; its renders and cached limits must not be the old cgroup's.
+        """
+        h = self._identity_hierarchy
+        if h is None:
+            return 0
+        directory = self._cgroup_dirs.get(text)
+        if directory is None:
+            directory = h.directory(cgroup_of(parse_proc_cgroup(text), h))
+            if len(self._cgroup_dirs) >= MAX_CGROUP_DIRS:
+                self._cgroup_dirs.clear()
+            self._cgroup_dirs[text] = directory
+        try:
+            inode = os.stat(directory).st_ino
+        except FileNotFoundError as exc:
+            raise CgroupUnavailable(f"cgroup {directory} is gone") from exc
+        if self._inodes.get(directory, inode) != inode:
+            self.cgroups.forget_limits()  # a new cgroup at an old path: rare, start afresh
+        self._inodes[directory] = inode
+        if len(self._inodes) >= MAX_CGROUP_DIRS:
+            self._inodes.clear()
+        return inode
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -327,7 +367,16 @@ class ProcTree:
     def _loadavg(self, pid: int) -> bytes:
         if not self.options.loadavg:
             return self._host("loadavg")
-        h, cg = self.cgroups.locate(self._entries(pid), "cpu")
+        # The sampler advances every 5 s: a render kept for the usage period is exact.
+        return self._read_by_cgroup(
+            "/proc/loadavg",
+            pid,
+            lambda entries: self._cgroup_loadavg(entries, pid),
+            self.cache.policy.usage_ttl,
+        )
+
+    def _cgroup_loadavg(self, entries: Entries, pid: int) -> bytes:
+        h, cg = self.cgroups.locate(entries, "cpu")
         if cg == "/":
             return self._host("loadavg")
         return render_loadavg(self.sampler.observe(h.directory(cg), self.clock(), pid))

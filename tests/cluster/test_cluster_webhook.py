@@ -317,3 +317,23 @@ def test_stopped_webhook_follows_the_failure_policy(  # noqa: PLR0917
             error_type="calling_webhook_error",
         )
         assert rejected >= 1
+
+
+def test_api_server_verifies_the_webhook_against_ca_bundle(
+    control_plane, labelled, webhook, case, tmp_path: Path
+):
+    # The same webhook, but the configuration trusts another CA: the API server must
+    # refuse the TLS connection (and with failurePolicy Fail, the pod).
+    stranger = CertificateAuthority(tmp_path, "not-the-webhook-ca")
+    ns = labelled("tls")
+    name = "tls.kube-lxcfs.io"
+    entry = webhook_entry(name, webhook.url, stranger.cert_pem, case_label=case)
+    with registered(control_plane, f"kube-lxcfs-test-{case}", entry):
+
+        def refused() -> dict | None:
+            status, answer = create_pod(control_plane, ns, pod("tls"), dry_run=True)
+            return answer if status != 201 else None
+
+        answer = wait_until(refused, 30, "the API server to refuse the untrusted webhook")
+    assert f'failed calling webhook "{name}"' in answer["message"]
+    assert "x509" in answer["message"] or "certificate" in answer["message"]

@@ -62,6 +62,26 @@ def test_a_process_that_moves_is_answered_for_its_new_cgroup_at_once(tree: ProcT
             proc.wait()
 
 
+def test_a_cgroup_created_again_at_the_same_path_is_a_new_cgroup_at_once(
+    tree: ProcTree,
+) -> None:
+    name = unique_name("kube-lxcfs-test-fresh")
+    with create_cgroup(name, Limits(memory=96 * MiB)) as first:
+        proc = first.popen(["sleep", "300"])
+        try:
+            assert mem_total(tree, proc.pid) == 96 * 1024  # cached: render and limits
+        finally:
+            proc.kill()
+            proc.wait()
+    with create_cgroup(name, Limits(memory=160 * MiB)) as again:
+        proc = again.popen(["sleep", "300"])
+        try:
+            assert mem_total(tree, proc.pid) == 160 * 1024
+        finally:
+            proc.kill()
+            proc.wait()
+
+
 def test_a_limit_change_shows_within_one_second(tree: ProcTree) -> None:
     with create_cgroup(unique_name("kube-lxcfs-test-fresh"), Limits(memory=256 * MiB)) as cg:
         proc = cg.popen(["sleep", "300"])

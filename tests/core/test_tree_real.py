@@ -173,6 +173,11 @@ def test_loadavg_counts_a_busy_process(tree: ProcTree) -> None:
         now = time.monotonic()
         for step in range(1, 13):  # one simulated minute of 5-second steps
             tree.sampler.tick(now + 5 * step + 10)
+        # the first render is kept for the usage period (100 ms): poll for the new one
+        later = wait_for(
+            "a new loadavg render", lambda: tree.read("/proc/loadavg", busy.pid) != first
+        )
+        assert later
         a1, _, _, tasks, _ = tree.read("/proc/loadavg", busy.pid).split()
         running, total = (int(v) for v in tasks.split(b"/"))
         assert total >= 1

@@ -11,6 +11,7 @@ import pytest
 from kube_lxcfs.cgroups.hierarchy import Hierarchy
 from kube_lxcfs.cgroups.parse import parse_meminfo_kb
 from kube_lxcfs.cgroups.reader import V2
+from kube_lxcfs.render_cache import CachePolicy
 from kube_lxcfs.tree import ProcTree, build_tree
 from unit.fakehost import FakeHost
 
@@ -210,7 +211,8 @@ def test_removed_cgroup_falls_back(host: FakeHost) -> None:
 
 def test_loadavg_sampler_through_tree(host: FakeHost) -> None:
     now = [100.0]
-    tree = ProcTree(host.options(), clock=lambda: now[0])
+    # no render cache: the fake clock jumps 5 s between two reads a real instant apart
+    tree = ProcTree(host.options(), clock=lambda: now[0], cache=CachePolicy.off())
     host.cgroup_files("/test", {"cgroup.procs": "100\n"})
     task = host.proc / "100" / "task" / "100"
     task.mkdir(parents=True)

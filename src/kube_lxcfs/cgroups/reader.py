@@ -441,6 +441,10 @@ class CgroupReader:
         if self.stall.substring in cgroup:
             time.sleep(self.stall.seconds)
 
+    def forget_limits(self) -> None:
+        """Drop every kept limit (a cgroup was replaced by a new one at the same path)."""
+        self._limits.clear()
+
     def backend(self, h: Hierarchy) -> Backend:
         """The back-end for a hierarchy's version."""
         return self._v2 if h.version == 2 else self._v1
