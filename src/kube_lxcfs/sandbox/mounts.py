@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from kube_lxcfs.webhook.config import DEFAULT_FILES
+
 CLONE_NEWNS = 0x0002_0000
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -25,17 +27,9 @@ MS_PRIVATE = 0x4_0000
 MS_SLAVE = 0x8_0000
 MNT_DETACH = 0x2
 
-INJECTED_FILES = (
-    "proc/cpuinfo",
-    "proc/diskstats",
-    "proc/meminfo",
-    "proc/stat",
-    "proc/swaps",
-    "proc/uptime",
-    "proc/loadavg",
-)
-"""Files of the daemon's mount bound over the same path under ``/`` (webhook's list)."""
-INJECTED_DIRS = ("sys/devices/system/cpu",)
+INJECTED_FILES = tuple(path for path in DEFAULT_FILES if not path.endswith("/"))
+"""Files of the daemon's mount bound over the same path under ``/`` (the webhook's list)."""
+INJECTED_DIRS = tuple(path.rstrip("/") for path in DEFAULT_FILES if path.endswith("/"))
 """Directories bound the same way (glibc's CPU count reads ``cpu/online``, htop ``cpuN/``)."""
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
