@@ -34,6 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GO_MODULES = HERE / "go"
+PROGRESS_EVERY = 60.0  # seconds between progress lines of a long build
 CACHE_ROOT = Path(os.environ.get("KUBE_LXCFS_CLUSTER_CACHE", "/var/cache/kube-lxcfs/cluster"))
 
 
@@ -173,23 +174,34 @@ def _build_module(module: str, names: list[str], out: Path, go: str, log: Callab
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out.parent))
     cmd = [
-        "nice", "-n", "10", go, "build", "-p", "2", "-trimpath", f"-ldflags={ldflags}",
+        "nice", "-n", "10", go, "build", "-v", "-p", "2", "-trimpath", f"-ldflags={ldflags}",
         "-o", f"{tmp}/", *packages,
     ]  # fmt: skip
     log(f"cluster: building {', '.join(names)} from tests/cluster/go/{module} (go build)")
     start = time.monotonic()
-    proc = subprocess.run(
-        cmd,
-        cwd=GO_MODULES / module,
-        env=_go_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        check=False,
-    )
+    build_log = out.parent / "build.log"  # kept next to bin/ for the curious
+    with open(build_log, "w") as output:
+        proc = subprocess.Popen(
+            cmd, cwd=GO_MODULES / module, env=_go_env(), stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=PROGRESS_EVERY)
+                    break
+                except subprocess.TimeoutExpired:
+                    # `go build -v` prints one line per package it compiles (or downloads).
+                    lines = len(build_log.read_text(errors="replace").splitlines())
+                    log(f"cluster: still building {module}: {lines} packages so far, "
+                        f"{time.monotonic() - start:.0f}s")  # fmt: skip
+        except BaseException:  # interrupted: don't leave a compiler running
+            proc.kill()
+            proc.wait()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     if proc.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        tail = "\n".join(proc.stdout.splitlines()[-40:])
+        tail = "\n".join(build_log.read_text(errors="replace").splitlines()[-40:])
         raise BuildError(f"{' '.join(cmd)} (in {GO_MODULES / module}) failed:\n{tail}")
     for name, package in zip(names, packages, strict=True):
         built = tmp / _output_name(package)

@@ -8,6 +8,7 @@ file, with the guest's own failure report as the message.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -84,10 +85,15 @@ def _file_of(case: ET.Element) -> str:
 
 
 def _progress(request: pytest.FixtureRequest) -> Callable[[str], None]:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    """Show the guest's output live on the terminal (the tier runs for minutes)."""
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
 
     def show(text: str) -> None:
-        if reporter is not None:
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
             for line in text.splitlines():
                 reporter.write_line(f"[vm] {line}")
 

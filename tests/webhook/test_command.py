@@ -21,6 +21,8 @@ FLAGS = {
     "--mount-dir": "KUBE_LXCFS_WEBHOOK_MOUNT_DIR",
     "--files": "KUBE_LXCFS_WEBHOOK_FILES",
     "--inject-init-containers": "KUBE_LXCFS_WEBHOOK_INJECT_INIT_CONTAINERS",
+    "--inject-mode": "KUBE_LXCFS_WEBHOOK_INJECT_MODE",
+    "--runtime-class-name": "KUBE_LXCFS_WEBHOOK_RUNTIME_CLASS_NAME",
     "--exclude-namespaces": "KUBE_LXCFS_WEBHOOK_EXCLUDE_NAMESPACES",
     "--namespace": "KUBE_LXCFS_WEBHOOK_NAMESPACE",
     "--skip-pod-labels": "KUBE_LXCFS_WEBHOOK_SKIP_POD_LABELS",

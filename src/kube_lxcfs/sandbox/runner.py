@@ -197,6 +197,10 @@ def _run_child(spec: RunSpec, cgroup: TransientCgroup, mount_dir: Path) -> int:
             return int(code)
         return _wait_forwarding_signals(pid)
     finally:
+        # Signals that arrived for a command that is gone already must not hit this process
+        # (a late Ctrl-C would turn the command's exit code into 130).
+        while signal.sigtimedwait({*FORWARDED_SIGNALS, signal.SIGCHLD}, 0) is not None:
+            pass
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
@@ -205,11 +209,8 @@ def _wait_forwarding_signals(pid: int) -> int:
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done == pid:
-            return (
-                os.waitstatus_to_exitcode(status)
-                if os.WIFEXITED(status)
-                else 128 + (os.WTERMSIG(status))
-            )
+            code = os.waitstatus_to_exitcode(status)
+            return code if code >= 0 else 128 - code  # killed by signal N: 128+N
         info = signal.sigtimedwait(waited, 1.0)
         if info is None or info.si_signo == signal.SIGCHLD:
             continue
