@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from kube_lxcfs.sandbox.mounts import MNT_DETACH, mountinfo_entry, umount
+from kube_lxcfs.fuse.mounts import MountState, lazy_unmount, mount_at, mount_state
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,16 @@ def mount_kind(mount_dir: Path) -> str | None:
     Only a FUSE mount counts, and only if it answers: a dead daemon leaves its mount behind
     and every access fails with ENOTCONN.
     """
-    entry = mountinfo_entry(mount_dir)
-    if entry is None or not entry[0].startswith("fuse"):
+    entry = mount_at(mount_dir)
+    if entry is None or not entry.fstype.startswith("fuse"):
         return None
-    fstype, source = entry
     try:
+        if mount_state(mount_dir) is not MountState.MOUNTED:
+            return None
         os.stat(mount_dir / "proc" / "meminfo")
     except OSError:
         return None
+    fstype, source = entry.fstype, entry.source
     if "kube-lxcfs" in fstype or "kube-lxcfs" in source or "kube_lxcfs" in source:
         return "kube-lxcfs"
     if "lxcfs" in fstype or "lxcfs" in source:
@@ -111,9 +113,9 @@ def _stop(daemon: subprocess.Popen[bytes], mount_dir: Path) -> None:
             log.warning("private filesystem did not stop on SIGTERM; killing it")
             daemon.kill()
             daemon.wait()
-    while mountinfo_entry(mount_dir) is not None:
+    while mount_at(mount_dir) is not None:
         try:
-            umount(mount_dir, MNT_DETACH)
+            lazy_unmount(mount_dir)
         except OSError as exc:
             log.warning("cannot unmount %s: %s", mount_dir, exc)
             break
