@@ -20,6 +20,7 @@ import pytest
 
 from kube_lxcfs.deploy.render import render
 from kube_lxcfs.deploy.values import resolve
+from support.deploy_variants import RC_MODE
 
 from .control_plane import ControlPlane, wait_until
 from .pki import CertificateAuthority
@@ -45,10 +46,7 @@ INSTALL_NS = "kube-lxcfs-test-rc-install"  # rendered for; never created (exclud
 RUNTIME_CLASSES = "/apis/node.k8s.io/v1/runtimeclasses"
 CASE_LABEL = "kube-lxcfs-test/case"
 STATUS = "kube-lxcfs.io/status"
-MODES = {
-    "hostPath": [],
-    "runtimeClass": ["injection.mode=runtimeClass", "runtimeClass.enabled=true"],
-}
+MODES = {"hostPath": [], "runtimeClass": RC_MODE}
 
 
 @contextlib.contextmanager

@@ -16,8 +16,8 @@ import pytest
 from kube_lxcfs.deploy.render import render
 from kube_lxcfs.deploy.values import ValuesError, resolve
 from kube_lxcfs.runtime.install import HANDLER
+from support.deploy_variants import RC_MODE
 
-RC_MODE = ["injection.mode=runtimeClass", "runtimeClass.enabled=true"]
 PSA = "pod-security.kubernetes.io/enforce"
 
 
