@@ -18,6 +18,7 @@ import pytest
 from kube_lxcfs.cgroups.parse import parse_meminfo_kb
 from kube_lxcfs.cgroups.reader import StallFault
 from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, unique_name
+from kube_lxcfs.render_cache import CachePolicy
 from kube_lxcfs.tree import ProcTree, build_tree
 from kube_lxcfs.vfs import FsOptions
 
@@ -62,9 +63,10 @@ def test_a_process_that_moves_is_answered_for_its_new_cgroup_at_once(tree: ProcT
             proc.wait()
 
 
-def test_a_cgroup_created_again_at_the_same_path_is_a_new_cgroup_at_once(
-    tree: ProcTree,
-) -> None:
+@pytest.mark.parametrize("renders", [True, False], ids=["default", "no-render-cache"])
+def test_a_cgroup_created_again_at_the_same_path_is_a_new_cgroup_at_once(renders: bool) -> None:
+    # KUBE_LXCFS_CACHE=off (no render cache) still keeps limits: they must not leak either
+    tree = ProcTree(FsOptions(), cache=CachePolicy(renders=renders, slow_after=float("inf")))
     name = unique_name("kube-lxcfs-test-fresh")
     with create_cgroup(name, Limits(memory=96 * MiB)) as first:
         proc = first.popen(["sleep", "300"])
