@@ -8,7 +8,9 @@ sysinfo(2) and ``sysconf(_SC_PHYS_PAGES)``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fidelity import DOC, MEASURED, ROWS, Row, Verdict, load_columns, measure_all, render
 from runc_harness import Resources, Runc
 
 from support.fsdaemons import start_kube_lxcfs, wait_for
@@ -224,3 +227,51 @@ def test_daemon_restart_behaviour_is_the_documented_one(
     finally:
         runner.cleanup()
         fs.stop()
+
+
+# --- the fidelity matrix in RuntimeClass mode -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wrapper_measurements(
+    full_rootfs: Path, node: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[Verdict, str]]:
+    """Every matrix row, in containers created through the wrapper (which adds the files)."""
+    mount_dir, socket = node
+    settings = tmp_path_factory.mktemp("wrapper-settings")
+
+    @contextlib.contextmanager
+    def session() -> Iterator[WrappedRunc]:
+        runner = WrappedRunc()
+        try:
+            yield runner
+        finally:
+            runner.cleanup()
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("KUBE_LXCFS_MOUNT_DIR", str(mount_dir))
+        env.setenv("KUBE_LXCFS_SECCOMP_SOCKET", str(socket))
+        env.setenv("KUBE_LXCFS_RUNTIME_CONFIG", str(settings / "absent.json"))
+        return measure_all(full_rootfs, None, session=session, virtual_sysinfo=True)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.key for row in ROWS])
+def test_program_reports_with_the_runtime_wrapper(
+    row: Row, wrapper_measurements: dict[str, tuple[Verdict, str]]
+) -> None:
+    verdict, output = wrapper_measurements[row.key]
+    assert verdict.ok, f"{row.program} {row.call}: {verdict.detail}\n--- output ---\n{output}"
+
+
+def test_runtime_column_of_the_published_table_is_the_measured_one(
+    wrapper_measurements: dict[str, tuple[Verdict, str]],
+) -> None:
+    measured = {key: verdict.shown for key, (verdict, _) in wrapper_measurements.items()}
+    recorded = MEASURED / "runtime-cgroup-v1.json"
+    if os.environ.get("KUBE_LXCFS_UPDATE_DOCS") == "1":
+        recorded.write_text(json.dumps(measured, indent=1, ensure_ascii=False) + "\n")
+        DOC.write_text(render(load_columns()))
+    assert load_columns().get("runtime-cgroup-v1") == measured, (
+        f"{recorded} differs from this run (KUBE_LXCFS_UPDATE_DOCS=1 rewrites it)"
+    )
+    assert DOC.read_text() == render(load_columns())

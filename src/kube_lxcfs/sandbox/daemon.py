@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MOUNT_DIR = Path("/var/lib/lxcfs")
 PR_SET_PDEATHSIG = 1
+MOUNT_DIR_PREFIX = "kube-lxcfs-run-"
+"""Private mount directories are ``$TMPDIR/kube-lxcfs-run-<pid of kube-lxcfs run>-<random>``."""
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
@@ -60,7 +62,7 @@ def private_daemon(command: list[str] | None = None) -> Iterator[Path]:
     namespace even if everything is killed.  On exit the daemon gets SIGTERM (SIGKILL after
     a deadline) and any leftover mount is detached.
     """
-    mount_dir = Path(tempfile.mkdtemp(prefix="kube-lxcfs-run-"))
+    mount_dir = Path(tempfile.mkdtemp(prefix=f"{MOUNT_DIR_PREFIX}{os.getpid()}-"))
     argv = [*(command or [sys.executable, "-m", "kube_lxcfs", "fs"]), str(mount_dir)]
     log.debug("starting private filesystem: %s", " ".join(argv))
     with tempfile.TemporaryFile(prefix="kube-lxcfs-run-fs-") as log_file:
@@ -79,6 +81,22 @@ def private_daemon(command: list[str] | None = None) -> Iterator[Path]:
             _stop(daemon, mount_dir)
             with contextlib.suppress(OSError):
                 mount_dir.rmdir()
+
+
+def sweep_stale_mount_dirs() -> list[Path]:
+    """Remove the empty mount directories of earlier runners that were SIGKILLed.
+
+    The mount itself died with the runner's namespace; only the directory stays behind.
+    """
+    removed = []
+    for directory in Path(tempfile.gettempdir()).glob(f"{MOUNT_DIR_PREFIX}*-*"):
+        pid = directory.name.removeprefix(MOUNT_DIR_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        with contextlib.suppress(OSError):  # not empty, or a mount: not ours to touch
+            directory.rmdir()
+            removed.append(directory)
+    return removed
 
 
 def _terminate_with_parent() -> None:
