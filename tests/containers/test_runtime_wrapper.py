@@ -23,7 +23,6 @@ from runc_harness import Resources, Runc
 
 from support.fsdaemons import start_kube_lxcfs, wait_for
 
-HERE = Path(__file__).parent
 MiB = 1024 * 1024
 LIMIT = 256 * MiB
 
@@ -37,43 +36,11 @@ class WrappedRunc(Runc):
         return [sys.executable, "-m", "kube_lxcfs", "runtime", "--root", str(self.state_root)]
 
 
-@pytest.fixture(scope="module")
-def probe_rootfs(tiny_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The static busybox image plus the static sysinfo probe."""
-    root = tmp_path_factory.mktemp("probe") / "rootfs"
-    # cp -a, not copytree: the image has device nodes (/dev/zero) whose content never ends.
-    subprocess.run(["cp", "-a", str(tiny_rootfs), str(root)], check=True)
-    subprocess.run(
-        [
-            "gcc",
-            "-static",
-            "-O2",
-            "-o",
-            str(root / "bin" / "sysinfo-probe"),
-            str(HERE / "sysinfo_probe.c"),
-        ],
-        check=True,
-    )
-    return root
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    """A node daemon with its seccomp socket: (mount dir, socket)."""
-    workdir = tmp_path_factory.mktemp("node")
-    socket = workdir / "seccomp.sock"
-    fs = start_kube_lxcfs(workdir / "mnt", "--seccomp-socket", str(socket))
-    try:
-        yield fs.mountpoint, socket
-    finally:
-        fs.stop()
-
-
 @pytest.fixture
 def wrapped(
-    node: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    sysinfo_node: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[WrappedRunc]:
-    mount_dir, socket = node
+    mount_dir, socket = sysinfo_node
     monkeypatch.setenv("KUBE_LXCFS_MOUNT_DIR", str(mount_dir))
     monkeypatch.setenv("KUBE_LXCFS_SECCOMP_SOCKET", str(socket))
     monkeypatch.setenv("KUBE_LXCFS_RUNTIME_CONFIG", str(tmp_path / "absent.json"))
@@ -121,7 +88,7 @@ def test_busybox_uptime_is_the_container_age(wrapped: WrappedRunc, probe_rootfs:
 
 
 def test_without_the_wrapper_the_same_container_sees_the_host(
-    node: tuple[Path, Path], probe_rootfs: Path
+    sysinfo_node: tuple[Path, Path], probe_rootfs: Path
 ) -> None:
     runner = Runc()
     try:
@@ -234,10 +201,10 @@ def test_daemon_restart_behaviour_is_the_documented_one(
 
 @pytest.fixture(scope="module")
 def wrapper_measurements(
-    full_rootfs: Path, node: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+    full_rootfs: Path, sysinfo_node: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, tuple[Verdict, str]]:
     """Every matrix row, in containers created through the wrapper (which adds the files)."""
-    mount_dir, socket = node
+    mount_dir, socket = sysinfo_node
     settings = tmp_path_factory.mktemp("wrapper-settings")
 
     @contextlib.contextmanager
