@@ -12,7 +12,7 @@ import os
 import signal
 from pathlib import Path
 
-from v2guest import cgroup_dir, cpuinfo_processors, flat_keyed, poll, read_as, stat_cpu_lines
+from v2guest import cgroup_dir, flat_keyed, poll, processors, read_as, stat_cpu_lines
 
 from kube_lxcfs.cgroups.transient import Limits, TransientCgroup, create_cgroup, unique_name
 from support.fsdaemons import RunningFs
@@ -28,7 +28,7 @@ def name() -> str:
 def cpu_view(fs: RunningFs, cg: TransientCgroup) -> tuple[list[int], str, list[str]]:
     """(cpuinfo processor ids, sys cpu/online, /proc/stat cpuN names) as seen from ``cg``."""
     return (
-        cpuinfo_processors(read_as(fs, cg, "proc/cpuinfo")),
+        processors(read_as(fs, cg, "proc/cpuinfo")),
         read_as(fs, cg, "sys/devices/system/cpu/online").strip(),
         [n for n in stat_cpu_lines(read_as(fs, cg, "proc/stat")) if n != "cpu"],
     )

@@ -1,4 +1,7 @@
-"""Helpers for the tests that run inside the pure cgroup v2 VM: readers and parsers."""
+"""Helpers for the tests that run inside the pure cgroup v2 VM: readers and parsers.
+
+``meminfo_kb`` and ``processors`` are the shared ones of tests/support/readers.py.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 
 from kube_lxcfs.cgroups.transient import TransientCgroup
 from support.fsdaemons import RunningFs
+from support.readers import meminfo_kb, processors
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 DATA_DISK = Path("/dev/vdb")  # a blank virtio disk the harness attaches for I/O tests
@@ -48,25 +52,9 @@ def block_device_numbers(device: Path) -> str:
     return f"{os.major(rdev)}:{os.minor(rdev)}"
 
 
-def meminfo_kb(text: str) -> dict[str, int]:
-    """``{"MemTotal": 262144, ...}`` from meminfo text (values in kB)."""
-    values = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        fields = rest.split()
-        if fields:
-            values[key] = int(fields[0])
-    return values
-
-
 def flat_keyed(text: str) -> dict[str, int]:
     """``{"usage_usec": 123, ...}`` from a flat-keyed cgroup file (cpu.stat, memory.stat)."""
     return {k: int(v) for k, v in (line.split() for line in text.splitlines() if line.strip())}
-
-
-def cpuinfo_processors(text: str) -> list[int]:
-    """The ``processor : N`` ids of cpuinfo text, in order."""
-    return [int(line.split(":")[1]) for line in text.splitlines() if line.startswith("processor")]
 
 
 def stat_cpu_lines(text: str) -> dict[str, list[int]]:
@@ -116,3 +104,10 @@ def holding_memory(cg: TransientCgroup, mib: int) -> Iterator[subprocess.Popen[s
     finally:
         proc.kill()
         proc.wait()
+
+
+__all__ = [
+    "CGROUP_ROOT", "DATA_DISK", "block_device_numbers", "cgroup_dir", "diskstats_devices",
+    "flat_keyed", "holding_memory", "meminfo_kb", "poll", "pressure_totals", "processors",
+    "read_as", "stat_cpu_lines",
+]  # fmt: skip
