@@ -147,6 +147,8 @@ class RenderCache:
         self._refreshing: set[Hashable] = set()
         self._lock = threading.Lock()
         self._next_prune = 0.0
+        self._slow_since_log = 0
+        self._next_slow_log = float("-inf")
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -181,16 +183,26 @@ class RenderCache:
         policy = self.policy
         if done - started > policy.slow_after:
             if group not in self._slow:
-                log.warning(
-                    "cgroup reads took %.0f ms: answering this cgroup from a background "
-                    "refresh for the next %.0f s",
-                    (done - started) * 1000,
-                    policy.slow_hold,
-                )
+                self._log_slow(done, done - started)
             self._slow[group] = done + policy.slow_hold
         self._entries[key] = (started, data)
         if done >= self._next_prune or len(self._entries) > policy.max_entries:
             self._prune(done)
+
+    def _log_slow(self, now: float, took: float) -> None:
+        """Say that cgroups turned slow, at most once a minute (an overloaded node has many)."""
+        self._slow_since_log += 1
+        if now < self._next_slow_log:
+            return
+        log.warning(
+            "%d cgroup(s) turned slow (last render took %.0f ms): their reads are answered "
+            "from background refreshes for %.0f s",
+            self._slow_since_log,
+            took * 1000,
+            self.policy.slow_hold,
+        )
+        self._slow_since_log = 0
+        self._next_slow_log = now + 60.0
 
     def _prune(self, now: float) -> None:
         policy = self.policy

@@ -220,9 +220,9 @@ class ProcTree:
         so a reader that moved to another cgroup never gets the old cgroup's render.
         """
         text = self.processes.cgroup_text(self.processes.deciding_pid(pid, self.options.cgroup_of))
+        born = self._cgroup_identity(text)  # also when only limits are kept
         if not self.cache.policy.renders:
             return render(parse_proc_cgroup(text))
-        born = self._cgroup_identity(text)
         return self.cache.get(
             (path, text, born), text, ttl, lambda: render(parse_proc_cgroup(text))
         )
@@ -235,7 +235,7 @@ class ProcTree:
         directory; its renders and cached limits must not be the old cgroup's.
         """
         h = self._identity_hierarchy
-        if h is None:
+        if h is None or (not self.cache.policy.renders and self.cgroups.limits_ttl <= 0):
             return 0
         directory = self._cgroup_dirs.get(text)
         if directory is None:

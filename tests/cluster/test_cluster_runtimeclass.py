@@ -20,11 +20,13 @@ import pytest
 
 from kube_lxcfs.deploy.render import render
 from kube_lxcfs.deploy.values import resolve
+from support.deploy_variants import RC_MODE
 
 from .control_plane import ControlPlane, wait_until
 from .pki import CertificateAuthority
 from .test_cluster_install import (
     deployment_args,
+    kube_lxcfs,
     restricted_compliant,
     shipped_configuration_by_url,
 )
@@ -44,10 +46,7 @@ INSTALL_NS = "kube-lxcfs-test-rc-install"  # rendered for; never created (exclud
 RUNTIME_CLASSES = "/apis/node.k8s.io/v1/runtimeclasses"
 CASE_LABEL = "kube-lxcfs-test/case"
 STATUS = "kube-lxcfs.io/status"
-MODES = {
-    "hostPath": [],
-    "runtimeClass": ["injection.mode=runtimeClass", "runtimeClass.enabled=true"],
-}
+MODES = {"hostPath": [], "runtimeClass": RC_MODE}
 
 
 @contextlib.contextmanager
@@ -131,3 +130,20 @@ def test_restricted_namespace_is_served_in_runtime_class_mode_only(
         assert not [m for m in container.get("volumeMounts", []) if "lxcfs" in m["name"]]
     untouched = control_plane.get(f"/api/v1/namespaces/{strict_ns}/pods/hp")
     assert untouched is not None and "runtimeClassName" not in untouched["spec"]
+
+
+def test_runtime_class_mode_install_is_accepted_by_the_server(
+    control_plane: ControlPlane, make_namespace
+) -> None:
+    """Every object of the mode (RuntimeClass, the agent with its setup-node init container
+    and host / volume) passes server-side validation and admission in a privileged namespace;
+    server dry run, so nothing cluster-wide is left for other tests."""
+    ns = make_namespace("rc-install", {"pod-security.kubernetes.io/enforce": "privileged"})
+    sets = [f"--set={expr}" for expr in [*MODES["runtimeClass"], "createNamespace=false"]]
+    kubeconfig = str(control_plane.kubeconfig)
+    proc = kube_lxcfs("install", "-n", ns, *sets, "--dry-run=server", "--kubeconfig", kubeconfig)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "runtimeclass/kube-lxcfs created (server dry run)" in proc.stdout
+    assert f"daemonset/kube-lxcfs-agent -n {ns} created (server dry run)" in proc.stdout
+    assert "not validated" not in proc.stdout
+    assert control_plane.get(f"{RUNTIME_CLASSES}/kube-lxcfs") is None

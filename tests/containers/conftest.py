@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from rootfs import FULL, TINY, build_seconds, ensure_rootfs
 from runc_harness import Runc
 from virtual_fs import DEFAULT_IMPLEMENTATION, running_filesystem
+
+from support.fsdaemons import start_kube_lxcfs
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -95,3 +98,35 @@ def runc() -> Iterator[Runc]:
         runner.cleanup()
     leaked = runner.leaked_cgroups()
     assert not leaked, f"cgroups left behind: {sorted(map(str, leaked))}"
+
+
+@pytest.fixture(scope="module")
+def sysinfo_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """A node daemon answering sysinfo(2) on its own seccomp socket: (mount dir, socket)."""
+    workdir = tmp_path_factory.mktemp("node")
+    socket = workdir / "seccomp.sock"
+    fs = start_kube_lxcfs(workdir / "mnt", "--seccomp-socket", str(socket))
+    try:
+        yield fs.mountpoint, socket
+    finally:
+        fs.stop()
+
+
+@pytest.fixture(scope="session")
+def probe_rootfs(tiny_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The static busybox image plus the static sysinfo probe."""
+    root = tmp_path_factory.mktemp("probe") / "rootfs"
+    # cp -a, not copytree: the image has device nodes (/dev/zero) whose content never ends.
+    subprocess.run(["cp", "-a", str(tiny_rootfs), str(root)], check=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-static",
+            "-O2",
+            "-o",
+            str(root / "bin" / "sysinfo-probe"),
+            str(Path(__file__).parent / "sysinfo_probe.c"),
+        ],
+        check=True,
+    )
+    return root

@@ -13,6 +13,8 @@ docs/what-programs-see.md is rendered from all of them.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -20,6 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MiB = 1024 * 1024
 LIMIT_MEMORY = 256 * MiB
@@ -34,6 +37,7 @@ MEASURED = Path(__file__).resolve().parent / "measured"
 COLUMNS = {
     "cgroup-v1": "kube-lxcfs, cgroup v1 (runc)",
     "cgroup-v2": "kube-lxcfs, cgroup v2 (VM)",
+    "runtime-cgroup-v1": "kube-lxcfs + `kube-lxcfs-runc` (files and sysinfo(2)), cgroup v1 (runc)",
     "lxcfs-cgroup-v1": "lxcfs 5.0.3 `-l --enable-cfs`, cgroup v1 (for comparison)",
 }
 """Known columns, in table order: file stem → heading."""
@@ -129,6 +133,24 @@ def _phys_pages(out: str, host: Host) -> Verdict:
     return Verdict("host RAM (sysinfo(2))", ok, f"got {pages} pages of {page_size}")
 
 
+def _busybox_free_virtual(out: str, host: Host) -> Verdict:
+    total = _field(r"^Mem:\s+(\d+)", out)
+    expected = str(LIMIT_MEMORY // 1024)
+    return Verdict(
+        f"{expected} (sysinfo(2) answered from the cgroup)", total == expected, f"got {total} kB"
+    )
+
+
+def _phys_pages_virtual(out: str, host: Host) -> Verdict:
+    pages, page_size = (int(x) for x in out.split())
+    ok = pages * page_size == LIMIT_MEMORY
+    return Verdict(
+        f"{LIMIT_MEMORY} (sysinfo(2) answered from the cgroup)",
+        ok,
+        f"got {pages} pages of {page_size}",
+    )
+
+
 def uptime_minutes(text: str) -> int:
     """Minutes in busybox's ``up 2 days, 1:05`` / ``up 16 min`` / ``up 1 day, 5 min``."""
     days = re.search(r"(\d+) days?", text)
@@ -149,6 +171,21 @@ def _busybox_uptime(out: str, host: Host) -> Verdict:
     # Whatever the host's uptime, busybox must report it (give or take the minute boundary).
     ok = abs(uptime_minutes(shown) - int(host.uptime_s // 60)) <= 1
     return Verdict("host's uptime (sysinfo(2))", ok, f"got 'up {shown}', host {host.uptime_s}s")
+
+
+def _busybox_uptime_virtual(out: str, host: Host) -> Verdict:
+    shown = _field(r"up\s+(.+?),\s+(?:load|\d+ users?)", out)
+    return Verdict(
+        "up 0 min (the container's age)", uptime_minutes(shown) == 0, f"got 'up {shown}'"
+    )
+
+
+SYSINFO_JUDGES: Mapping[str, Judge] = {
+    "getconf-phys-pages": _phys_pages_virtual,
+    "busybox-free": _busybox_free_virtual,
+    "busybox-uptime": _busybox_uptime_virtual,
+}
+"""With the runtime wrapper, sysinfo(2) is answered from the cgroup: these rows change."""
 
 
 def _load_below_one(pattern: str) -> Judge:
@@ -480,20 +517,30 @@ def host_facts() -> Host:
     )
 
 
-def measure_all(rootfs: Path, mount_dir: Path) -> dict[str, tuple[Verdict, str]]:
+def measure_all(
+    rootfs: Path,
+    mount_dir: Path | None,
+    *,
+    session: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    virtual_sysinfo: bool = False,
+) -> dict[str, tuple[Verdict, str]]:
     """Run every row in fresh runc containers with the matrix limits; key → (verdict, output).
 
     Each distinct command runs once per container; containers are removed afterwards.
+    ``session`` makes the runc to use (the runtime wrapper's, which adds the files
+    itself: then ``mount_dir`` is None); ``virtual_sysinfo`` judges the sysinfo(2) rows
+    against the limits instead of the host.
     """
     from runc_harness import Resources, runc_session
 
+    session = session or runc_session
     limits = {
         "memory": LIMIT_MEMORY,
         "memory_swap": LIMIT_MEMORY,
         "cpu_quota": LIMIT_CPU_QUOTA_US,
         "cpu_period": LIMIT_CPU_PERIOD_US,
     }
-    with runc_session() as runc:
+    with session() as runc:
         containers = {
             "main": runc.start(rootfs, resources=Resources(**limits), mount_dir=mount_dir),
             "cpuset": runc.start(
@@ -513,7 +560,10 @@ def measure_all(rootfs: Path, mount_dir: Path) -> dict[str, tuple[Verdict, str]]
             # read right after the program ran: the rows take minutes under emulation (VM tier)
             host = host_facts()
             output = outputs[row.container, row.command]
-            results[row.key] = (measure_row(row, output, host), output)
+            judged = row
+            if virtual_sysinfo and row.key in SYSINFO_JUDGES:
+                judged = dataclasses.replace(row, judge=SYSINFO_JUDGES[row.key])
+            results[row.key] = (measure_row(judged, output, host), output)
     return results
 
 
@@ -552,6 +602,9 @@ def render(columns: Mapping[str, Mapping[str, str]]) -> str:
         "kube-lxcfs files bound over /proc and /sys/devices/system/cpu exactly as the webhook",
         "injects them, each program below was run and its answer judged by the test; every value",
         "in the table is the measured one (host-dependent answers are named, not numbered).",
+        "The `kube-lxcfs-runc` column is the same run with the OCI runtime wrapper as runc",
+        "(the RuntimeClass mode, docs/runtime.md): it adds the same files and answers sysinfo(2)",
+        "from the cgroup, so the sysinfo rows show the limits there.",
         "The lxcfs column is the same run with Debian's lxcfs serving the files, recorded for",
         "comparison.",
         "",
@@ -575,7 +628,8 @@ def render(columns: Mapping[str, Mapping[str, str]]) -> str:
         "",
         "Measured above: `nproc`, Node's `os.availableParallelism()` (libuv < 1.49) and glibc's",
         "`_SC_NPROCESSORS_CONF` follow the affinity mask or the host's cpuN directories; busybox",
-        "`free`/`uptime` and glibc's `_SC_PHYS_PAGES` use sysinfo(2). Give a cpuset (pods of the",
+        "`free`/`uptime` and glibc's `_SC_PHYS_PAGES` use sysinfo(2), which only the runtime",
+        "wrapper (RuntimeClass mode) virtualizes. Give a cpuset (pods of the",
         "static CPU manager, `kube-lxcfs run --cpuset`) and the affinity agrees; `kube-lxcfs run",
         "--cpus` narrows the affinity itself.",
         "",

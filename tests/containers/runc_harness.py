@@ -29,22 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kube_lxcfs.sandbox.mounts import INJECTED_DIRS, INJECTED_FILES
+
 RUNC = "runc"
 CGROUP_PREFIX = "kube-lxcfs-test-runc"
 """Every container's cgroup is ``/<CGROUP_PREFIX>-<id>`` in each hierarchy."""
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-INJECTED_FILES = (
-    "proc/cpuinfo",
-    "proc/diskstats",
-    "proc/meminfo",
-    "proc/stat",
-    "proc/swaps",
-    "proc/uptime",
-    "proc/loadavg",
-)
-"""What the webhook injects: each file of the daemon's mount dir over the same container path."""
-INJECTED_DIRS = ("sys/devices/system/cpu",)
 
 DEFAULT_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

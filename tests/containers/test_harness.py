@@ -15,14 +15,13 @@ from runc_harness import (
     oci_config,
 )
 
-from kube_lxcfs.sandbox import mounts as product_mounts
+from kube_lxcfs.webhook.config import DEFAULT_FILES
 
 MiB = 1024 * 1024
 
 
-def test_injected_list_is_the_same_as_kube_lxcfs_run() -> None:
-    assert INJECTED_FILES == product_mounts.INJECTED_FILES
-    assert INJECTED_DIRS == product_mounts.INJECTED_DIRS
+def test_injected_list_is_the_webhooks_default() -> None:
+    assert [*INJECTED_FILES, *(f"{d}/" for d in INJECTED_DIRS)] == list(DEFAULT_FILES)
 
 
 def test_virtual_files_are_mounted_like_read_only_host_paths() -> None:

@@ -368,6 +368,8 @@ def test_a_killed_runner_takes_command_and_daemon_along_and_is_swept_later() -> 
     proc = run_cli([], ["true"], None)
     assert proc.returncode == 0, proc.stderr
     assert not cgroup.exists(), "the next kube-lxcfs run did not sweep the stale cgroup"
+    mount_dirs = list(Path(tempfile.gettempdir()).glob(f"kube-lxcfs-run-{runner.pid}-*"))
+    assert not mount_dirs, "the next kube-lxcfs run did not sweep the stale mount directory"
 
 
 def _parent_of(pid: int) -> int | None:

@@ -22,7 +22,6 @@ import pytest
 from containerd_harness import Containerd, build_oci_archive, running_containerd
 
 from kube_lxcfs.runtime.install import CONTAINERD_CONFIG, ZIPAPP, setup_node
-from support.fsdaemons import start_kube_lxcfs
 
 HERE = Path(__file__).parent
 SRC = HERE.parents[1] / "src"
@@ -35,20 +34,11 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    workdir = tmp_path_factory.mktemp("ctrd-node")
-    socket = workdir / "seccomp.sock"
-    fs = start_kube_lxcfs(workdir / "mnt", "--seccomp-socket", str(socket))
-    try:
-        yield fs.mountpoint, socket
-    finally:
-        fs.stop()
-
-
-@pytest.fixture(scope="module")
-def wrapper_binary(node: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def wrapper_binary(
+    sysinfo_node: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """An executable like the installed ``kube-lxcfs-runc``, with this node's settings."""
-    mount_dir, socket = node
+    mount_dir, socket = sysinfo_node
     path = tmp_path_factory.mktemp("bin") / "kube-lxcfs-runc"
     path.write_text(
         "#!/bin/sh\n"
@@ -64,22 +54,11 @@ def wrapper_binary(node: tuple[Path, Path], tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module")
-def containerd(tiny_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
+def containerd(
+    probe_rootfs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Containerd]:
     workdir = tmp_path_factory.mktemp("image")
-    rootfs = workdir / "rootfs"
-    # cp -a keeps the device nodes as nodes (copying /dev/zero's content never ends).
-    subprocess.run(["cp", "-a", str(tiny_rootfs), str(rootfs)], check=True)
-    subprocess.run(
-        [
-            "gcc",
-            "-static",
-            "-O2",
-            "-o",
-            str(rootfs / "bin" / "sysinfo-probe"),
-            str(HERE / "sysinfo_probe.c"),
-        ],
-        check=True,
-    )
+    rootfs = probe_rootfs
     archive = workdir / "image.tar"
     build_oci_archive(rootfs, archive, IMAGE, ["sh"])
     with running_containerd() as daemon:

@@ -8,7 +8,9 @@ sysinfo(2) and ``sysconf(_SC_PHYS_PAGES)``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fidelity import DOC, MEASURED, ROWS, Row, Verdict, load_columns, measure_all, render
 from runc_harness import Resources, Runc
 
 from support.fsdaemons import start_kube_lxcfs, wait_for
 
-HERE = Path(__file__).parent
 MiB = 1024 * 1024
 LIMIT = 256 * MiB
 
@@ -34,43 +36,11 @@ class WrappedRunc(Runc):
         return [sys.executable, "-m", "kube_lxcfs", "runtime", "--root", str(self.state_root)]
 
 
-@pytest.fixture(scope="module")
-def probe_rootfs(tiny_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The static busybox image plus the static sysinfo probe."""
-    root = tmp_path_factory.mktemp("probe") / "rootfs"
-    # cp -a, not copytree: the image has device nodes (/dev/zero) whose content never ends.
-    subprocess.run(["cp", "-a", str(tiny_rootfs), str(root)], check=True)
-    subprocess.run(
-        [
-            "gcc",
-            "-static",
-            "-O2",
-            "-o",
-            str(root / "bin" / "sysinfo-probe"),
-            str(HERE / "sysinfo_probe.c"),
-        ],
-        check=True,
-    )
-    return root
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    """A node daemon with its seccomp socket: (mount dir, socket)."""
-    workdir = tmp_path_factory.mktemp("node")
-    socket = workdir / "seccomp.sock"
-    fs = start_kube_lxcfs(workdir / "mnt", "--seccomp-socket", str(socket))
-    try:
-        yield fs.mountpoint, socket
-    finally:
-        fs.stop()
-
-
 @pytest.fixture
 def wrapped(
-    node: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    sysinfo_node: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[WrappedRunc]:
-    mount_dir, socket = node
+    mount_dir, socket = sysinfo_node
     monkeypatch.setenv("KUBE_LXCFS_MOUNT_DIR", str(mount_dir))
     monkeypatch.setenv("KUBE_LXCFS_SECCOMP_SOCKET", str(socket))
     monkeypatch.setenv("KUBE_LXCFS_RUNTIME_CONFIG", str(tmp_path / "absent.json"))
@@ -118,7 +88,7 @@ def test_busybox_uptime_is_the_container_age(wrapped: WrappedRunc, probe_rootfs:
 
 
 def test_without_the_wrapper_the_same_container_sees_the_host(
-    node: tuple[Path, Path], probe_rootfs: Path
+    sysinfo_node: tuple[Path, Path], probe_rootfs: Path
 ) -> None:
     runner = Runc()
     try:
@@ -224,3 +194,51 @@ def test_daemon_restart_behaviour_is_the_documented_one(
     finally:
         runner.cleanup()
         fs.stop()
+
+
+# --- the fidelity matrix in RuntimeClass mode -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wrapper_measurements(
+    full_rootfs: Path, sysinfo_node: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[Verdict, str]]:
+    """Every matrix row, in containers created through the wrapper (which adds the files)."""
+    mount_dir, socket = sysinfo_node
+    settings = tmp_path_factory.mktemp("wrapper-settings")
+
+    @contextlib.contextmanager
+    def session() -> Iterator[WrappedRunc]:
+        runner = WrappedRunc()
+        try:
+            yield runner
+        finally:
+            runner.cleanup()
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("KUBE_LXCFS_MOUNT_DIR", str(mount_dir))
+        env.setenv("KUBE_LXCFS_SECCOMP_SOCKET", str(socket))
+        env.setenv("KUBE_LXCFS_RUNTIME_CONFIG", str(settings / "absent.json"))
+        return measure_all(full_rootfs, None, session=session, virtual_sysinfo=True)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.key for row in ROWS])
+def test_program_reports_with_the_runtime_wrapper(
+    row: Row, wrapper_measurements: dict[str, tuple[Verdict, str]]
+) -> None:
+    verdict, output = wrapper_measurements[row.key]
+    assert verdict.ok, f"{row.program} {row.call}: {verdict.detail}\n--- output ---\n{output}"
+
+
+def test_runtime_column_of_the_published_table_is_the_measured_one(
+    wrapper_measurements: dict[str, tuple[Verdict, str]],
+) -> None:
+    measured = {key: verdict.shown for key, (verdict, _) in wrapper_measurements.items()}
+    recorded = MEASURED / "runtime-cgroup-v1.json"
+    if os.environ.get("KUBE_LXCFS_UPDATE_DOCS") == "1":
+        recorded.write_text(json.dumps(measured, indent=1, ensure_ascii=False) + "\n")
+        DOC.write_text(render(load_columns()))
+    assert load_columns().get("runtime-cgroup-v1") == measured, (
+        f"{recorded} differs from this run (KUBE_LXCFS_UPDATE_DOCS=1 rewrites it)"
+    )
+    assert DOC.read_text() == render(load_columns())

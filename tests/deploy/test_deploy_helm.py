@@ -19,6 +19,7 @@ import pytest
 from kube_lxcfs.deploy.generate import CHART_DIR
 from kube_lxcfs.deploy.render import from_yaml, normalize, render
 from kube_lxcfs.deploy.values import resolve
+from support.deploy_variants import RUNTIME_CLASS_VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / CHART_DIR
@@ -36,13 +37,7 @@ VARIANTS = {
         "serviceAccount.create=false",
         "webhook.failurePolicy=Fail",
     ],
-    "runtime-class": [
-        "injection.mode=runtimeClass",
-        "runtimeClass.enabled=true",
-        "runtimeClass.name=lxcfs.example.com",
-        "runtimeClass.nodeSelector.pool=lxcfs",
-    ],
-    "runtime-class-no-setup": ["runtimeClass.enabled=true", "runtimeClass.setupNode=false"],
+    **RUNTIME_CLASS_VARIANTS,
     "custom": [
         "mountDir=/run/lxcfs",
         "injectedFiles={proc/meminfo,proc/cpuinfo}",

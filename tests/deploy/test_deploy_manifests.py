@@ -13,6 +13,7 @@ import yaml
 from kube_lxcfs.deploy import generate
 from kube_lxcfs.deploy.render import from_yaml, normalize, render
 from kube_lxcfs.deploy.values import ValuesError, parse_set, resolve
+from support.deploy_variants import RUNTIME_CLASS_VARIANTS
 from support.k8s_schemas import has_schema, validation_errors, versions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,13 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 VARIANTS = {
     "defaults": [],
     "cert-manager": ["certManager.enabled=true"],
-    "runtime-class": [
-        "injection.mode=runtimeClass",
-        "runtimeClass.enabled=true",
-        "runtimeClass.name=lxcfs.example.com",
-        "runtimeClass.nodeSelector.pool=lxcfs",
-    ],
-    "runtime-class-no-setup": ["runtimeClass.enabled=true", "runtimeClass.setupNode=false"],
+    **RUNTIME_CLASS_VARIANTS,
     "monitoring+fail+no-opt-in": [
         "serviceMonitor.enabled=true",
         "webhook.failurePolicy=Fail",

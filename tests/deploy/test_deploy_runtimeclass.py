@@ -16,8 +16,8 @@ import pytest
 from kube_lxcfs.deploy.render import render
 from kube_lxcfs.deploy.values import ValuesError, resolve
 from kube_lxcfs.runtime.install import HANDLER
+from support.deploy_variants import RC_MODE
 
-RC_MODE = ["injection.mode=runtimeClass", "runtimeClass.enabled=true"]
 PSA = "pod-security.kubernetes.io/enforce"
 
 
@@ -118,3 +118,38 @@ def test_setup_node_best_effort_never_fails_the_agent(tmp_path: Path) -> None:
     assert lenient.returncode == 0, lenient.stderr
     assert "python3 >= 3.10" in lenient.stdout and "--best-effort" in lenient.stdout
     assert list(tmp_path.iterdir()) == []  # nothing written on a node that cannot
+
+
+def test_doctor_knows_the_runtime_class_mode(tmp_path: Path) -> None:
+    """doctor: the class must exist (else FAIL), and hardened namespaces count as injected."""
+    from kube_lxcfs.deploy.doctor import FAIL, OK, WARN, cluster_findings
+    from kube_lxcfs.deploy.kubeapi import connect
+    from support.fake_apiserver import fake_apiserver
+
+    hardened = {"lxcfs-admission-webhook": "enabled", PSA: "restricted"}
+    with fake_apiserver(tmp_path) as server:
+        api = connect(str(server.kubeconfig))
+        server.put(
+            "/api/v1/namespaces/hardened",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "hardened",
+                                                                   "labels": hardened}},
+        )  # fmt: skip
+        for obj in render(resolve(sets=["runtimeClass.enabled=true"])):
+            api.apply(obj)
+        findings = {f.check: f for f in cluster_findings(api, "lxcfs")}
+        assert "runtime class" not in findings  # hostPath mode: the class is optional
+        assert findings["namespace hardened"].level == WARN
+
+        for obj in render(resolve(sets=RC_MODE)):
+            api.apply(obj)
+        findings = {f.check: f for f in cluster_findings(api, "lxcfs")}
+        assert findings["runtime class"].level == OK
+        assert "handler kube-lxcfs" in findings["runtime class"].detail
+        assert "namespace hardened" not in findings
+        assert "hardened" in findings["namespaces"].detail
+
+        server.state.objects.pop("/apis/node.k8s.io/v1/runtimeclasses/kube-lxcfs")
+        findings = {f.check: f for f in cluster_findings(api, "lxcfs")}
+        assert findings["runtime class"].level == FAIL
+        assert "refuses" in findings["runtime class"].detail
+        assert "runtimeClass.enabled=true" in findings["runtime class"].fix

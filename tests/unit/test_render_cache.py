@@ -101,7 +101,7 @@ def test_a_slow_group_is_served_from_its_last_render_while_refreshing() -> None:
 
 def test_a_slow_group_without_recent_render_waits_a_little_then_fails_over() -> None:
     clock = Clock()
-    cache = RenderCache(CachePolicy(slow_after=0.02, stale_max=1.0, slow_wait=0.05), clock)
+    cache = RenderCache(CachePolicy(slow_after=0.02, stale_max=1.0, slow_wait=1.0), clock)
     cache.get("k", "g", 0.1, Counter(clock, takes=0.05))
     clock.now += 1.5  # older than stale_max, still slow (hold 10 s)
     # a refresh that comes back quickly (one render was slow, the cgroup is not stuck)
@@ -113,11 +113,11 @@ def test_a_slow_group_without_recent_render_waits_a_little_then_fails_over() -> 
         started = time.monotonic()
         with pytest.raises(CgroupSlow):
             cache.get("k", "g", 0.1, lambda: stuck.wait(30) and b"late")
-        assert time.monotonic() - started < 5  # waited about slow_wait, not the render
+        assert 0.9 <= time.monotonic() - started < 10  # waited slow_wait, not the render
         started = time.monotonic()
         with pytest.raises(CgroupSlow):  # its refresh still runs: no wait at all
             cache.get("k", "g", 0.1, lambda: b"never asked")
-        assert time.monotonic() - started < 0.04
+        assert time.monotonic() - started < 0.5
     finally:
         stuck.set()
 

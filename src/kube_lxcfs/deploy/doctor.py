@@ -211,6 +211,9 @@ def cluster_findings(
         return [Finding(FAIL, "api server", str(exc), "check --kubeconfig/--context")]
     findings = [Finding(OK, "api server", f"reachable, {version}")]
     findings += _workloads(api, namespace)
+    runtime_class = _runtime_class_of_webhook(api, namespace)
+    if runtime_class:
+        findings.append(_runtime_class(api, runtime_class))
     config = api.get(
         f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{webhook_config}"
     )
@@ -226,8 +229,52 @@ def cluster_findings(
         findings.append(finding)
     findings.append(_serving_certificate(api, namespace, secret, service, bundle=bundle, now=now()))
     findings.append(_reachable(api, namespace, service))
-    findings += _namespaces(api, namespace)
+    findings += _namespaces(api, namespace, hardened_served=bool(runtime_class))
     return findings
+
+
+def _runtime_class_of_webhook(api: KubeApi, namespace: str) -> str:
+    """The RuntimeClass the webhook sets (``--inject-mode runtimeclass``), or "" (hostPath)."""
+    from kube_lxcfs.webhook.config import DEFAULT_RUNTIME_CLASS, MODE_RUNTIME_CLASS
+
+    dep = api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/kube-lxcfs-webhook")
+    try:
+        args = (dep or {})["spec"]["template"]["spec"]["containers"][0].get("args") or []
+    except (KeyError, IndexError, TypeError):
+        return ""
+    flags = dict(arg.partition("=")[::2] for arg in args if "=" in arg)
+    if flags.get("--inject-mode", "").lower() != MODE_RUNTIME_CLASS:
+        return ""
+    return flags.get("--runtime-class-name") or DEFAULT_RUNTIME_CLASS
+
+
+def _runtime_class(api: KubeApi, name: str) -> Finding:
+    """runtimeClass mode: the class must exist, or the API server refuses every injected pod."""
+    from kube_lxcfs.runtime.install import HANDLER
+
+    found = api.get(f"/apis/node.k8s.io/v1/runtimeclasses/{name}")
+    if found is None:
+        return Finding(
+            FAIL,
+            "runtime class",
+            f"the webhook sets runtimeClassName {name} but RuntimeClass {name} does not exist:"
+            " the API server refuses those pods",
+            "kube-lxcfs install --set injection.mode=runtimeClass --set runtimeClass.enabled=true",
+        )
+    handler = found.get("handler")
+    if handler != HANDLER:
+        return Finding(
+            WARN,
+            "runtime class",
+            f"RuntimeClass {name} has handler {handler!r}, not {HANDLER!r}: containers do not"
+            " run through kube-lxcfs-runc",
+            f"kubectl delete runtimeclass {name}; then kube-lxcfs install with the same values",
+        )
+    return Finding(
+        OK,
+        "runtime class",
+        f"{name} (handler {HANDLER}); each node's setup-node log says whether it can run it",
+    )
 
 
 def _workloads(api: KubeApi, namespace: str) -> list[Finding]:
@@ -369,7 +416,7 @@ def _reachable(api: KubeApi, namespace: str, service: str) -> Finding:
     return Finding(OK, "webhook reachable", f"{service}.{namespace} answers /readyz")
 
 
-def _namespaces(api: KubeApi, namespace: str) -> list[Finding]:
+def _namespaces(api: KubeApi, namespace: str, *, hardened_served: bool = False) -> list[Finding]:
     labelled = api.list("/api/v1/namespaces", label_selector=f"{NAMESPACE_LABEL}=enabled")
     if not labelled:
         return [
@@ -390,7 +437,7 @@ def _namespaces(api: KubeApi, namespace: str) -> list[Finding]:
             out.append(
                 Finding(WARN, f"namespace {name}", "the install namespace is never injected")
             )
-        elif level in ("baseline", "restricted"):
+        elif level in ("baseline", "restricted") and not hardened_served:
             out.append(
                 Finding(
                     WARN,

@@ -13,6 +13,7 @@ from typing import Any
 from kube_lxcfs import __version__
 from kube_lxcfs.deploy.template import OMIT, Eq, Fmt, If, Join, Not, Ref, Splice, Truthy
 from kube_lxcfs.deploy.values import NAME, NAMESPACE_LABEL, POD_OPT_IN_LABEL
+from kube_lxcfs.runtime.install import HANDLER
 
 AGENT = f"{NAME}-agent"
 WEBHOOK = f"{NAME}-webhook"
@@ -27,8 +28,8 @@ NO_INJECT = {"kube-lxcfs.io/inject": "false"}
 NS = Ref("namespace")
 SELF_PROVISION = Not(Truthy("certManager.enabled"))
 RUNTIME_CLASS_MODE = Eq("injection.mode", "runtimeClass")
-# What `kube-lxcfs setup-node` registers with containerd / CRI-O (runtime/install.py HANDLER).
-RUNTIME_HANDLER = "kube-lxcfs"
+# What `kube-lxcfs setup-node` registers with containerd / CRI-O.
+RUNTIME_HANDLER = HANDLER
 HOST_ROOT = "/host"
 
 

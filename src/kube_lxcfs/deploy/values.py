@@ -15,6 +15,7 @@ from typing import Any
 
 from kube_lxcfs import __version__
 from kube_lxcfs.webhook.config import DEFAULT_FILES as WEBHOOK_DEFAULT_FILES
+from kube_lxcfs.webhook.config import DEFAULT_RUNTIME_CLASS
 
 NAME = "kube-lxcfs"
 DEFAULT_NAMESPACE = "lxcfs"
@@ -40,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
         # The RuntimeClass object and, with setupNode, the node agent's setup-node init
         # container (host / mounted read-write: installs the wrapper, registers the handler).
         "enabled": False,
-        "name": "kube-lxcfs",
+        "name": DEFAULT_RUNTIME_CLASS,
         "setupNode": True,
         # Only nodes carrying these labels run pods of the class (empty: every node).
         "nodeSelector": {},

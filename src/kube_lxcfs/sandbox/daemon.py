@@ -14,12 +14,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from kube_lxcfs.sandbox.mounts import MNT_DETACH, mountinfo_entry, umount
+from kube_lxcfs.fuse.mounts import MountState, lazy_unmount, mount_at, mount_state
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MOUNT_DIR = Path("/var/lib/lxcfs")
 PR_SET_PDEATHSIG = 1
+MOUNT_DIR_PREFIX = "kube-lxcfs-run-"
+"""Private mount directories are ``$TMPDIR/kube-lxcfs-run-<pid of kube-lxcfs run>-<random>``."""
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
@@ -34,14 +36,16 @@ def mount_kind(mount_dir: Path) -> str | None:
     Only a FUSE mount counts, and only if it answers: a dead daemon leaves its mount behind
     and every access fails with ENOTCONN.
     """
-    entry = mountinfo_entry(mount_dir)
-    if entry is None or not entry[0].startswith("fuse"):
+    entry = mount_at(mount_dir)
+    if entry is None or not entry.fstype.startswith("fuse"):
         return None
-    fstype, source = entry
     try:
+        if mount_state(mount_dir) is not MountState.MOUNTED:
+            return None
         os.stat(mount_dir / "proc" / "meminfo")
     except OSError:
         return None
+    fstype, source = entry.fstype, entry.source
     if "kube-lxcfs" in fstype or "kube-lxcfs" in source or "kube_lxcfs" in source:
         return "kube-lxcfs"
     if "lxcfs" in fstype or "lxcfs" in source:
@@ -58,7 +62,7 @@ def private_daemon(command: list[str] | None = None) -> Iterator[Path]:
     namespace even if everything is killed.  On exit the daemon gets SIGTERM (SIGKILL after
     a deadline) and any leftover mount is detached.
     """
-    mount_dir = Path(tempfile.mkdtemp(prefix="kube-lxcfs-run-"))
+    mount_dir = Path(tempfile.mkdtemp(prefix=f"{MOUNT_DIR_PREFIX}{os.getpid()}-"))
     argv = [*(command or [sys.executable, "-m", "kube_lxcfs", "fs"]), str(mount_dir)]
     log.debug("starting private filesystem: %s", " ".join(argv))
     with tempfile.TemporaryFile(prefix="kube-lxcfs-run-fs-") as log_file:
@@ -77,6 +81,22 @@ def private_daemon(command: list[str] | None = None) -> Iterator[Path]:
             _stop(daemon, mount_dir)
             with contextlib.suppress(OSError):
                 mount_dir.rmdir()
+
+
+def sweep_stale_mount_dirs() -> list[Path]:
+    """Remove the empty mount directories of earlier runners that were SIGKILLed.
+
+    The mount itself died with the runner's namespace; only the directory stays behind.
+    """
+    removed = []
+    for directory in Path(tempfile.gettempdir()).glob(f"{MOUNT_DIR_PREFIX}*-*"):
+        pid = directory.name.removeprefix(MOUNT_DIR_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        with contextlib.suppress(OSError):  # not empty, or a mount: not ours to touch
+            directory.rmdir()
+            removed.append(directory)
+    return removed
 
 
 def _terminate_with_parent() -> None:
@@ -111,9 +131,9 @@ def _stop(daemon: subprocess.Popen[bytes], mount_dir: Path) -> None:
             log.warning("private filesystem did not stop on SIGTERM; killing it")
             daemon.kill()
             daemon.wait()
-    while mountinfo_entry(mount_dir) is not None:
+    while mount_at(mount_dir) is not None:
         try:
-            umount(mount_dir, MNT_DETACH)
+            lazy_unmount(mount_dir)
         except OSError as exc:
             log.warning("cannot unmount %s: %s", mount_dir, exc)
             break

@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from kube_lxcfs.webhook.config import DEFAULT_FILES
+
 CLONE_NEWNS = 0x0002_0000
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -23,24 +25,14 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x4_0000
 MS_SLAVE = 0x8_0000
-MNT_DETACH = 0x2
 
-INJECTED_FILES = (
-    "proc/cpuinfo",
-    "proc/diskstats",
-    "proc/meminfo",
-    "proc/stat",
-    "proc/swaps",
-    "proc/uptime",
-    "proc/loadavg",
-)
-"""Files of the daemon's mount bound over the same path under ``/`` (webhook's list)."""
-INJECTED_DIRS = ("sys/devices/system/cpu",)
+INJECTED_FILES = tuple(path for path in DEFAULT_FILES if not path.endswith("/"))
+"""Files of the daemon's mount bound over the same path under ``/`` (the webhook's list)."""
+INJECTED_DIRS = tuple(path.rstrip("/") for path in DEFAULT_FILES if path.endswith("/"))
 """Directories bound the same way (glibc's CPU count reads ``cpu/online``, htop ``cpuN/``)."""
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 
 
@@ -63,11 +55,6 @@ def mount(
     """mount(2)."""
     result = _libc.mount(_b(source), _b(target), _b(fstype), flags, None)
     _check(result, f"mount {source} on {target}")
-
-
-def umount(target: str | os.PathLike[str], flags: int = 0) -> None:
-    """umount2(2)."""
-    _check(_libc.umount2(_b(target), flags), f"umount {target}")
 
 
 def unshare_mount_namespace() -> None:
@@ -99,17 +86,3 @@ def bind_virtual_files(mount_dir: str | os.PathLike[str]) -> None:
     """Bind every virtual file of the daemon at ``mount_dir`` over the real one."""
     for source, target in injected_binds(mount_dir):
         bind_readonly(source, target)
-
-
-def mountinfo_entry(mountpoint: str | os.PathLike[str]) -> tuple[str, str] | None:
-    """``(fstype, source)`` of the topmost mount at ``mountpoint``, or ``None``."""
-    wanted = os.path.realpath(mountpoint)
-    found = None
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as info:
-        for line in info:
-            fields = line.split()
-            separator = fields.index("-")
-            point = fields[4].encode().decode("unicode_escape")
-            if point == wanted:
-                found = (fields[separator + 1], fields[separator + 2])
-    return found

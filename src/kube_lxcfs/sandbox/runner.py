@@ -123,6 +123,7 @@ def _filesystem(spec: RunSpec) -> Iterator[Path]:
         yield fs_daemon.DEFAULT_MOUNT_DIR
         return
     command = list(spec.daemon_command) if spec.daemon_command else None
+    fs_daemon.sweep_stale_mount_dirs()
     try:
         with fs_daemon.private_daemon(command) as mount_dir:
             yield mount_dir
