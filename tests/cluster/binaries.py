@@ -35,6 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 GO_MODULES = HERE / "go"
 PROGRESS_EVERY = 60.0  # seconds between progress lines of a long build
+STALE_AFTER = 7 * 24 * 3600.0  # seconds after which another input's build is removed
 CACHE_ROOT = Path(os.environ.get("KUBE_LXCFS_CLUSTER_CACHE", "/var/cache/kube-lxcfs/cluster"))
 
 
@@ -211,6 +212,16 @@ def _build_module(module: str, names: list[str], out: Path, go: str, log: Callab
         shutil.rmtree(out)
     tmp.rename(out)
     log(f"cluster: built {', '.join(names)} in {time.monotonic() - start:.1f}s")
+    _prune_stale(module, keep=out.parent)
+
+
+def _prune_stale(module: str, keep: Path) -> None:
+    """Remove builds of ``module`` for other inputs not touched for STALE_AFTER seconds
+    (each pin or script change leaves ~250 MB behind; recent ones may still be in use by
+    another checkout on this machine)."""
+    for other in CACHE_ROOT.glob(f"{module}-*"):
+        if other != keep and time.time() - other.stat().st_mtime > STALE_AFTER:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def find_or_build(*names: str, log: Callable[[str], None] | None = None) -> dict[str, Path]:
@@ -232,6 +243,7 @@ def find_or_build(*names: str, log: Callable[[str], None] | None = None) -> dict
             every = [b.name for b in BINARIES.values() if b.module == module]
             if not all(os.access(out / n, os.X_OK) for n in every):
                 _build_module(module, every, out, go, log)
+            os.utime(out.parent)  # "recently used": keeps it from being pruned as stale
             paths.update({n: out / n for n in module_names})
     return paths
 

@@ -21,10 +21,21 @@ TIMINGS: dict[str, float] = {}
 
 
 def _reporter_log(config: pytest.Config) -> Callable[[str], None]:
+    """Print build progress on the terminal right away, past pytest's output capture (a
+    fresh build takes minutes and must not look like a hang)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
     if reporter is None:
         return lambda msg: None
-    return reporter.write_line
+
+    def write(msg: str) -> None:
+        if capture is None:
+            reporter.write_line(msg)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(msg)
+
+    return write
 
 
 @pytest.fixture(scope="session")
