@@ -14,10 +14,14 @@ loop.  Two things follow:
   controller) would hold the loop and every other reader with it.  A render that
   takes longer than ``slow_after`` marks its cgroup slow for ``slow_hold``
   seconds; while slow, its reads are answered from its last render (at most
-  ``stale_max`` old) and the refresh runs in a background thread, so the loop
-  does not wait for it.  Without a usable render, the read waits up to
-  ``slow_wait`` for the refresh, and then (or at once, if a refresh of it is
-  still running) fails over to the host's file (the tree's usual fault answer).
+  ``stale_max`` old: a somewhat old answer about the container beats a fresh
+  answer about the host) and the refresh runs in a background thread, so the
+  loop does not wait for it.  Without a usable render, the read waits up to
+  ``slow_wait`` for the refresh (also for one another read started): on a busy
+  node a render is merely slow, and the container must still see itself.  Only
+  when that wait expires (a stuck cgroup) does the read fail over to the host's
+  file (the tree's usual fault answer), and later reads of that key do so at
+  once, without waiting, until its refresh finally lands.
 
 Bounded: expired entries are pruned at least every ``ttl``-sized interval and
 the number of entries is capped, so cgroups that come and go leave nothing behind.
@@ -60,13 +64,14 @@ class CachePolicy:
     """Host files the renders start from (/proc/meminfo, stat, uptime, cpuinfo)."""
     slow_after: float = 0.03
     """A render taking longer than this marks its cgroup slow."""
-    slow_wait: float = 0.1
+    slow_wait: float = 0.5
     """How long a read of a slow cgroup with no recent render waits for its refresh
     before it gets the host's file (a stuck cgroup holds the loop this long, once)."""
     slow_hold: float = 10.0
     """How long a cgroup stays slow after its last slow render."""
-    stale_max: float = 1.0
-    """Oldest render served for a slow cgroup while its refresh runs."""
+    stale_max: float = 10.0
+    """Oldest render served for a slow cgroup while its refresh runs (renders of
+    cgroups that are not slow are dropped after their ttl)."""
     max_entries: int = 8192
     """Hard cap on cached renders."""
     max_refreshes: int = 8
@@ -140,11 +145,12 @@ class RenderCache:
     ) -> None:
         self.policy = policy or CachePolicy()
         self.clock = clock
-        self._entries: dict[Hashable, tuple[float, bytes]] = {}
-        """key -> (when the render started, bytes)."""
+        self._entries: dict[Hashable, tuple[float, bytes, Hashable]] = {}
+        """key -> (when the render started, bytes, its group)."""
         self._slow: dict[Hashable, float] = {}
         """slow group -> until when it stays slow."""
-        self._refreshing: set[Hashable] = set()
+        self._jobs: dict[Hashable, _Refresh] = {}
+        """key -> its background refresh while one runs."""
         self._lock = threading.Lock()
         self._next_prune = 0.0
         self._slow_since_log = 0
@@ -158,7 +164,8 @@ class RenderCache:
         if not self.policy.renders:
             return render()
         now = self.clock()
-        hit = self._entries.get(key)
+        entry = self._entries.get(key)
+        hit = None if entry is None else (entry[0], entry[1])
         if hit is not None and now - hit[0] < ttl:
             return hit[1]
         if self._slow and self._is_slow(group, now):
@@ -185,7 +192,7 @@ class RenderCache:
             if group not in self._slow:
                 self._log_slow(done, done - started)
             self._slow[group] = done + policy.slow_hold
-        self._entries[key] = (started, data)
+        self._entries[key] = (started, data, group)
         if done >= self._next_prune or len(self._entries) > policy.max_entries:
             self._prune(done)
 
@@ -206,11 +213,16 @@ class RenderCache:
 
     def _prune(self, now: float) -> None:
         policy = self.policy
-        keep = max(policy.usage_ttl, policy.limits_ttl, policy.stale_max)
-        self._entries = {k: v for k, v in list(self._entries.items()) if now - v[0] < keep}
+        keep = max(policy.usage_ttl, policy.limits_ttl)
+        self._slow = {g: until for g, until in list(self._slow.items()) if until > now}
+        slow = self._slow
+        self._entries = {
+            k: v
+            for k, v in list(self._entries.items())
+            if now - v[0] < keep or (v[2] in slow and now - v[0] < policy.stale_max)
+        }
         if len(self._entries) > policy.max_entries:
             self._entries.clear()
-        self._slow = {g: until for g, until in list(self._slow.items()) if until > now}
         self._next_prune = now + keep
 
     def _serve_slow(
@@ -224,22 +236,27 @@ class RenderCache:
         refresh = self._refresh_in_background(key, group, render)
         if hit is not None and now - hit[0] < self.policy.stale_max:
             return hit[1]
-        # Nothing recent to serve: wait a little for the refresh (a busy machine, not a
-        # stuck cgroup, is the usual reason for one slow render), then give up.
-        waited = refresh is not None and refresh.done.wait(self.policy.slow_wait)
-        if waited and refresh is not None and refresh.data is not None:
-            return refresh.data
+        # Nothing recent to serve: wait for the refresh (a busy machine, not a stuck
+        # cgroup, is the usual reason for a slow render), unless a read already waited
+        # for this very refresh in vain: then the cgroup is stuck, answer at once.
+        if refresh is not None and not refresh.gave_up:
+            if refresh.done.wait(self.policy.slow_wait) and refresh.data is not None:
+                return refresh.data
+            refresh.gave_up = True
         raise CgroupSlow("this cgroup's files are slow to read and no recent render exists")
 
     def _refresh_in_background(
         self, key: Hashable, group: Hashable, render: Render
     ) -> _Refresh | None:
-        """Start rendering ``key`` in a thread; ``None`` if one runs already (or too many)."""
+        """The running refresh of ``key``, or a new one in a thread; ``None`` if too many run."""
         with self._lock:
-            if key in self._refreshing or len(self._refreshing) >= self.policy.max_refreshes:
+            running = self._jobs.get(key)
+            if running is not None:
+                return running
+            if len(self._jobs) >= self.policy.max_refreshes:
                 return None
-            self._refreshing.add(key)
-        job = _Refresh()
+            job = _Refresh()
+            self._jobs[key] = job
 
         def refresh() -> None:
             started = self.clock()
@@ -255,7 +272,7 @@ class RenderCache:
                     self._slow.pop(group, None)  # fast again: back to inline renders
             finally:
                 with self._lock:
-                    self._refreshing.discard(key)
+                    self._jobs.pop(key, None)
                 job.done.set()
 
         threading.Thread(target=refresh, name="kube-lxcfs-refresh", daemon=True).start()
@@ -265,8 +282,10 @@ class RenderCache:
 class _Refresh:
     """One background render: its result, and when it is there."""
 
-    __slots__ = ("data", "done")
+    __slots__ = ("data", "done", "gave_up")
 
     def __init__(self) -> None:
         self.data: bytes | None = None
         self.done = threading.Event()
+        self.gave_up = False
+        """A read waited ``slow_wait`` for this refresh in vain: later reads do not wait."""

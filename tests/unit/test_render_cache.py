@@ -122,6 +122,49 @@ def test_a_slow_group_without_recent_render_waits_a_little_then_fails_over() -> 
         stuck.set()
 
 
+def test_a_busy_node_still_answers_with_the_cgroup_not_the_host() -> None:
+    """A slow group's file with no render yet waits for its (slow, not stuck) refresh,
+    also when another read started that refresh, instead of serving the host's file."""
+    clock = Clock()
+    cache = RenderCache(CachePolicy(slow_after=0.02, slow_wait=5.0), clock)
+    cache.get("meminfo", "g", 0.1, Counter(clock, takes=0.05))  # g is slow now
+    gate = threading.Event()
+    answers: list[bytes] = []
+
+    def slow_stat() -> bytes:
+        gate.wait(10)
+        return b"stat of g"
+
+    first = threading.Thread(target=lambda: answers.append(cache.get("stat", "g", 0.1, slow_stat)))
+    first.start()
+    deadline = time.monotonic() + 10
+    while "stat" not in cache._jobs:  # the first read started the refresh
+        assert time.monotonic() < deadline
+        time.sleep(0.001)  # polling the other thread's progress with a deadline
+    second: list[bytes] = []
+    waiter = threading.Thread(
+        target=lambda: second.append(cache.get("stat", "g", 0.1, lambda: b"never asked"))
+    )
+    waiter.start()
+    gate.set()
+    first.join(10)
+    waiter.join(10)
+    assert answers == [b"stat of g"] and second == [b"stat of g"]
+
+
+def test_a_slow_group_keeps_its_renders_for_stale_max_others_only_their_ttl() -> None:
+    clock = Clock()
+    cache = RenderCache(CachePolicy(slow_after=0.02, stale_max=10.0, slow_hold=60.0), clock)
+    cache.get("meminfo of slow", "slow", 0.1, Counter(clock, takes=0.05))
+    cache.get("meminfo of fast", "fast", 0.1, lambda: b"fast")
+    clock.now += 5.0
+    cache.get("trigger prune", "fast", 0.1, lambda: b"x")
+    assert "meminfo of slow" in cache._entries
+    assert "meminfo of fast" not in cache._entries
+    # and the old render of the slow group is what its reads get meanwhile
+    assert cache.get("meminfo of slow", "slow", 0.1, lambda: b"refresh") == b"render 1"
+
+
 def test_slowness_expires_after_the_hold() -> None:
     clock = Clock()
     cache = RenderCache(CachePolicy(slow_after=0.02, slow_hold=10.0), clock)
