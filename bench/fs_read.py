@@ -154,7 +154,8 @@ def kube_lxcfs_target(
     if not cache:
         env["KUBE_LXCFS_CACHE"] = "off"
     name = "kube-lxcfs" if cache else "kube-lxcfs (no render cache)"
-    return daemon(name, [sys.executable, "-m", "kube_lxcfs", "fs", "{mnt}"], env)
+    argv = [sys.executable, "-m", "kube_lxcfs", "fs", "--no-repair", "--state-dir", "{dir}/state"]
+    return daemon(name, [*argv, "{mnt}"], env)
 
 
 # --- measurement -------------------------------------------------------------

@@ -174,8 +174,22 @@ def _start(
 
 
 def kube_lxcfs_argv(mountpoint: Path, *args: str) -> list[str]:
-    """The real daemon command line, importing this checkout (PYTHONPATH from conftest)."""
-    return [sys.executable, "-m", "kube_lxcfs", "fs", *args, str(mountpoint)]
+    """The real daemon command line, importing this checkout (PYTHONPATH from conftest).
+
+    Its repair state goes next to the mount point, not to the host's /run/kube-lxcfs
+    (a test's own ``--state-dir`` in ``args`` comes later and wins).
+    """
+    state = mountpoint.with_name(mountpoint.name + ".state")
+    return [
+        sys.executable,
+        "-m",
+        "kube_lxcfs",
+        "fs",
+        "--state-dir",
+        str(state),
+        *args,
+        str(mountpoint),
+    ]
 
 
 def start_kube_lxcfs(mountpoint: Path, *args: str, log_path: Path | None = None) -> RunningFs:

@@ -63,7 +63,10 @@ def private_daemon(command: list[str] | None = None) -> Iterator[Path]:
     a deadline) and any leftover mount is detached.
     """
     mount_dir = Path(tempfile.mkdtemp(prefix=f"{MOUNT_DIR_PREFIX}{os.getpid()}-"))
-    argv = [*(command or [sys.executable, "-m", "kube_lxcfs", "fs"]), str(mount_dir)]
+    # --no-repair: a private daemon has no containers of its own to repair, and a scan of
+    # every mount namespace on the host would only slow the command's start.
+    default = [sys.executable, "-m", "kube_lxcfs", "fs", "--no-repair"]
+    argv = [*(command or default), str(mount_dir)]
     log.debug("starting private filesystem: %s", " ".join(argv))
     with tempfile.TemporaryFile(prefix="kube-lxcfs-run-fs-") as log_file:
         daemon = subprocess.Popen(
