@@ -21,24 +21,34 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = ("cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime")
 
 
-def make_bundle(workdir: Path) -> Path:
-    """A bundle whose container runs busybox ``true``."""
+def make_bundle(
+    workdir: Path,
+    install: Callable[[Path], None],
+    args: list[str],
+    cgroups_path: str,
+    memory: int | None = None,
+) -> Path:
+    """A runc bundle (``runc spec`` defaults) whose rootfs ``install`` fills and whose
+    process is ``args``; shared by the runtime benchmarks."""
     bundle = workdir / "bundle"
     rootfs = bundle / "rootfs"
     for d in ("bin", "proc", "sys", "dev", "tmp"):
         (rootfs / d).mkdir(parents=True)
-    shutil.copy("/bin/busybox", rootfs / "bin" / "busybox")
+    install(rootfs)
     subprocess.run(["runc", "spec"], cwd=bundle, check=True)
     config = json.loads((bundle / "config.json").read_text())
     config["process"]["terminal"] = False
-    config["process"]["args"] = ["/bin/busybox", "true"]
-    config["linux"]["cgroupsPath"] = "/kube-lxcfs-bench-create"
+    config["process"]["args"] = args
+    config["linux"]["cgroupsPath"] = cgroups_path
+    if memory is not None:
+        config["linux"]["resources"]["memory"] = {"limit": memory}
     (bundle / "config.json").write_text(json.dumps(config))
     return bundle
 
@@ -76,7 +86,12 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kube-lxcfs-bench-create-") as tmp:
         workdir = Path(tmp)
-        bundle = make_bundle(workdir)
+        bundle = make_bundle(
+            workdir,
+            lambda rootfs: shutil.copy("/bin/busybox", rootfs / "bin" / "busybox"),
+            ["/bin/busybox", "true"],
+            "/kube-lxcfs-bench-create",
+        )
         pristine = (bundle / "config.json").read_text()
         env = dict(os.environ)
         env.update(

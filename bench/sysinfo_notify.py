@@ -12,7 +12,6 @@ Usage (as root): ``python bench/sysinfo_notify.py [--seconds 2]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -21,29 +20,36 @@ import tempfile
 import time
 from pathlib import Path
 
+from runtime_create import make_bundle
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 LIMIT = 256 * 1024 * 1024
 
 
 def bundle_with_probe(workdir: Path, seconds: float) -> Path:
-    """A static-busybox-free bundle whose process is the sysinfo loop."""
-    bundle = workdir / "bundle"
-    rootfs = bundle / "rootfs"
-    for d in ("bin", "proc", "sys", "dev", "tmp"):
-        (rootfs / d).mkdir(parents=True)
-    subprocess.run(
-        ["cc", "-static", "-O2", "-o", str(rootfs / "bin" / "loop"), str(HERE / "sysinfo_loop.c")],
-        check=True,
+    """A bundle whose only program is the static sysinfo loop."""
+
+    def install(rootfs: Path) -> None:
+        subprocess.run(
+            [
+                "cc",
+                "-static",
+                "-O2",
+                "-o",
+                str(rootfs / "bin" / "loop"),
+                str(HERE / "sysinfo_loop.c"),
+            ],
+            check=True,
+        )
+
+    return make_bundle(
+        workdir,
+        install,
+        ["/bin/loop", str(int(seconds * 1000))],
+        "/kube-lxcfs-bench-sysinfo",
+        memory=LIMIT,
     )
-    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"]["terminal"] = False
-    config["process"]["args"] = ["/bin/loop", str(int(seconds * 1000))]
-    config["linux"]["cgroupsPath"] = "/kube-lxcfs-bench-sysinfo"
-    config["linux"]["resources"]["memory"] = {"limit": LIMIT}
-    (bundle / "config.json").write_text(json.dumps(config))
-    return bundle
 
 
 def run_once(argv: list[str], bundle: Path, pristine: str, env: dict[str, str]) -> list[str]:
