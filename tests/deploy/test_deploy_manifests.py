@@ -179,6 +179,14 @@ def test_the_restricted_checker_can_fail() -> None:
     assert {"host namespaces", "privileged", "volume fuse"} <= set(found)
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_workloads_get_no_service_link_variables(variant: str) -> None:
+    """The kubelet's KUBE_LXCFS_WEBHOOK_PORT=tcp://... once crash-looped the webhook."""
+    kinds = _kinds(render(resolve(sets=VARIANTS[variant])))
+    for kind in ("DaemonSet", "Deployment"):
+        assert kinds[kind]["spec"]["template"]["spec"]["enableServiceLinks"] is False, kind
+
+
 def test_mutating_webhook_configuration() -> None:
     mwc = _kinds(render(resolve()))["MutatingWebhookConfiguration"]
     assert mwc["apiVersion"] == "admissionregistration.k8s.io/v1"

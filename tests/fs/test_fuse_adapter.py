@@ -212,9 +212,35 @@ def test_a_live_mount_is_not_taken_over(counter_fs: RunningFs, tmp_path: Path) -
         timeout=30,
     )
     assert proc.returncode != 0
-    assert "already a mount point" in proc.stderr
+    assert "already a FUSE mount" in proc.stderr
     # the first daemon still serves
     assert _header(counter_fs.path("proc/counter").read_bytes())[0] == os.getpid()
+
+
+def test_a_bind_mounted_directory_is_mounted_over(tmp_path: Path) -> None:
+    """A hostPath volume in the agent's container is a bind mount: the daemon must take it."""
+    if os.geteuid() != 0:
+        pytest.skip("FUSE and bind mounts need root")
+    volume, mountpoint = tmp_path / "host-dir", tmp_path / "mnt"
+    volume.mkdir()
+    mountpoint.mkdir()
+    subprocess.run(["mount", "--bind", str(volume), str(mountpoint)], check=True)
+    try:
+        under = mount_at(mountpoint)
+        assert under is not None and not under.fstype.startswith("fuse")
+        fs = start_script_daemon(COUNTER_TREE, mountpoint)
+        try:
+            assert fs.path("proc/counter").read_bytes().startswith(b"pid=")
+            top = mount_at(mountpoint)
+            assert top is not None and top.fstype.startswith("fuse")
+            assert f"mounting over the {under.fstype} mount" in fs.log()
+        finally:
+            assert fs.stop() == 0
+        # the daemon's own mount is gone, the volume's bind mount stays
+        left = mount_at(mountpoint)
+        assert left is not None and left.mount_id == under.mount_id
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=False)
 
 
 def test_a_missing_mountpoint_is_created(tmp_path: Path) -> None:
@@ -244,7 +270,7 @@ def test_fs_command_refuses_a_live_mount_with_one_line(counter_fs: RunningFs) ->
     )
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("kube-lxcfs fs: ") and "already a mount point" in last
+    assert last.startswith("kube-lxcfs fs: ") and "already a FUSE mount" in last
     assert "Traceback" not in proc.stderr
 
 

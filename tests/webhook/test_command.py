@@ -131,3 +131,30 @@ def test_bad_file_list_is_a_one_line_usage_error(tmp_path: Path, files: str, mes
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
+
+
+SERVICE_LINKS = {
+    # what the kubelet injects into every pod of a namespace with a Service kube-lxcfs-webhook
+    "KUBE_LXCFS_WEBHOOK_SERVICE_HOST": "10.0.0.82",
+    "KUBE_LXCFS_WEBHOOK_SERVICE_PORT": "443",
+    "KUBE_LXCFS_WEBHOOK_PORT": "tcp://10.0.0.82:443",
+    "KUBE_LXCFS_WEBHOOK_PORT_443_TCP": "tcp://10.0.0.82:443",
+    "KUBE_LXCFS_WEBHOOK_PORT_443_TCP_PROTO": "tcp",
+    "KUBE_LXCFS_WEBHOOK_PORT_443_TCP_PORT": "443",
+    "KUBE_LXCFS_WEBHOOK_PORT_443_TCP_ADDR": "10.0.0.82",
+}
+
+
+def test_kubernetes_service_links_are_not_taken_for_options() -> None:
+    proc = run_cli([], env=SERVICE_LINKS)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    # the first thing missing is the certificate, not a complaint about the service link
+    assert len(lines) == 1 and "--tls-cert is required" in lines[0], lines
+
+
+def test_a_flag_hides_a_bad_value_in_its_variable() -> None:
+    proc = run_cli(["--port", "8443"], env={"KUBE_LXCFS_WEBHOOK_PORT": "https"})
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--tls-cert is required" in lines[0], lines

@@ -15,7 +15,8 @@ import pytest
 from kube_lxcfs.webhook.admission import decode_patch
 from webhook.pki import SERVICE_NAME, new_ca
 from webhook.podcheck import apply, as_version, assert_consistent, load
-from webhook.serverproc import WebhookProcess, raw_tls, running_webhook
+from webhook.serverproc import WebhookProcess, raw_tls, running_webhook, start_webhook
+from webhook.test_command import SERVICE_LINKS
 
 METRIC_NAMES = (
     "controller_runtime_webhook_requests_total",
@@ -352,3 +353,13 @@ def test_connections_over_the_limit_are_refused_and_counted(tmp_path: Path) -> N
             assert time.monotonic() < deadline
         _, text = server.health("/metrics")
         assert metric_value(text, "kube_lxcfs_webhook_refused_connections_total") >= 1
+
+
+def test_serves_with_the_kubelets_service_links_in_its_environment(tmp_path: Path) -> None:
+    """The Deployment's pod gets KUBE_LXCFS_WEBHOOK_PORT=tcp://...; its --port flag decides."""
+    server = start_webhook(tmp_path, env=SERVICE_LINKS, args=["--port", "0"])
+    try:
+        assert server.health("/healthz")[0] == 200
+        assert server.connect().admit(load("bare-pod.json"))["response"]["allowed"]
+    finally:
+        server.terminate()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import os
+import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,14 @@ kube-lxcfs.io/status: injected | partial | conflict.
 
 /healthz, /readyz and /metrics (Prometheus) are served over plain HTTP on --health-port.
 Every option can also be set by the environment variable shown with it; a flag wins over its
-variable. SIGTERM stops gracefully (readiness fails, in-flight requests finish)."""
+variable (a bad value in a variable is an error only when its flag is not given). A value of the
+form tcp://HOST:PORT in KUBE_LXCFS_WEBHOOK_PORT is the service link the kubelet injects for a
+Service named kube-lxcfs-webhook, and is ignored. SIGTERM stops gracefully (readiness fails,
+in-flight requests finish)."""
 
 ENV_PREFIX = "KUBE_LXCFS_WEBHOOK_"
+SERVICE_LINK = re.compile(r"(tcp|udp|sctp)://\S+:\d+")
+"""What the kubelet puts in ``<SERVICE>_PORT`` for every Service of the pod's namespace."""
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
@@ -79,12 +85,24 @@ def _bool_word(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+@dataclass(frozen=True)
+class EnvError:
+    """A bad value in an option's variable; kept as the option's default, so a flag hides it.
+
+    Not a ``str``: argparse would run a string default through the option's type.
+    """
+
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def _add(
     group: argparse._ArgumentGroup,
     flag: str,
     *,
     help: str,
-    errors: list[str],
     default: Any = None,
     convert: Callable[[str], Any] = str,
     shown_default: str | None = None,
@@ -94,6 +112,8 @@ def _add(
     env = _env_name(flag)
     raw = os.environ.get(env)
     value = default
+    if convert is _port and raw is not None and SERVICE_LINK.fullmatch(raw):
+        raw = None  # a Kubernetes service link, not our setting
     if raw is not None and raw != "":
         try:
             value = convert(raw)
@@ -101,7 +121,7 @@ def _add(
                 choices = ", ".join(kwargs["choices"])
                 raise argparse.ArgumentTypeError(f"{raw!r} is not one of {choices}")
         except argparse.ArgumentTypeError as exc:
-            errors.append(f"{env}: {exc}")
+            value = EnvError(f"{env}: {exc}")
     shown = shown_default if shown_default is not None else default
     suffix = f" [env {env}" + (f"; default: {shown}]" if shown not in (None, "") else "]")
     group.add_argument(flag, default=value, help=help + suffix, **kwargs)
@@ -115,10 +135,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    errors: list[str] = []
-    _add_arguments(functools.partial(_add, errors=errors), parser)
-    # A bad environment value is reported only when this subcommand runs.
-    parser.set_defaults(handler=run, env_errors=errors)
+    _add_arguments(_add, parser)
+    # A bad environment value is reported only when this subcommand runs (see EnvError).
+    parser.set_defaults(handler=run)
 
 
 def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -> None:
@@ -374,8 +393,9 @@ def run(args: argparse.Namespace) -> int:
     from kube_lxcfs.webhook.server import ServerOptions, WebhookServer, serve_until_signalled
     from kube_lxcfs.webhook.tls import TlsLoadError
 
-    if args.env_errors:
-        return _fail(args.env_errors[0])
+    env_errors = [value for value in vars(args).values() if isinstance(value, EnvError)]
+    if env_errors:
+        return _fail(str(env_errors[0]))
     watcher = None
     if args.self_provision_secret:
         started = _self_provision(args)

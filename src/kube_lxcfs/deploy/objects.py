@@ -220,6 +220,8 @@ def daemonset() -> dict[str, Any]:
                 "spec": {
                     "serviceAccountName": AGENT,
                     "automountServiceAccountToken": False,
+                    # no <SERVICE>_PORT=tcp://... variables: they collide with our options' names
+                    "enableServiceLinks": False,
                     "hostPID": True,
                     "priorityClassName": Ref("nodeAgent.priorityClassName"),
                     "nodeSelector": Ref("nodeAgent.nodeSelector"),
@@ -337,6 +339,8 @@ def deployment() -> dict[str, Any]:
                 "spec": {
                     "serviceAccountName": WEBHOOK,
                     "automountServiceAccountToken": If(SELF_PROVISION, True, False),
+                    # no <SERVICE>_PORT=tcp://... variables: they collide with our options' names
+                    "enableServiceLinks": False,
                     "priorityClassName": Ref("webhook.priorityClassName"),
                     "nodeSelector": Ref("webhook.nodeSelector"),
                     "tolerations": Ref("webhook.tolerations"),

@@ -8,7 +8,8 @@ Lifecycle:
 1. the pidfile (optional) is created and locked, so a second daemon with the
    same pidfile refuses to start;
 2. the mount point is created if missing; a dead mount left by a killed daemon
-   (ENOTCONN) is detached; a live mount there is an error;
+   (ENOTCONN) is detached; a live FUSE mount there (another daemon serving) is an
+   error, any other mount (a hostPath volume's bind mount) is mounted over;
 3. libfuse mounts and runs a single-threaded loop (the fastest measured option:
    renders are CPU-bound, so threads only add GIL hand-offs) until SIGTERM,
    SIGINT or SIGHUP (awaited by :mod:`kube_lxcfs.fuse.stop`), then unmounts; a
@@ -78,6 +79,11 @@ def mount_options(user: Mapping[str, str | bool]) -> dict[str, str | bool]:
     return merged
 
 
+def is_fuse(fstype: str) -> bool:
+    """``fuse``, ``fuse.lxcfs``, ``fuseblk``: a filesystem some FUSE daemon serves."""
+    return fstype == "fuse" or fstype.startswith(("fuse.", "fuseblk"))
+
+
 def prepare_mountpoint(path: Path) -> None:
     """Make ``path`` ready to mount on, or raise :class:`DaemonError` saying why not."""
     state = mount_state(path)
@@ -94,11 +100,16 @@ def prepare_mountpoint(path: Path) -> None:
             raise DaemonError(f"{path} is still a dead mount after detaching it")
     elif state is MountState.MOUNTED:
         entry = mount_at(path)
-        what = f"{entry.fstype} from {entry.source}" if entry else "a filesystem"
-        raise DaemonError(
-            f"{path} is already a mount point ({what}); "
-            "unmount it first or choose another directory"
-        )
+        if entry is not None and not is_fuse(entry.fstype):
+            # A container's hostPath volume (or any bind mount of a directory) is always a
+            # mount point; our FUSE mount stacks on it and propagates to the node from there.
+            log.info("mounting over the %s mount at %s", entry.fstype, path)
+        else:
+            what = f"{entry.fstype} from {entry.source}" if entry else "a filesystem"
+            raise DaemonError(
+                f"{path} is already a FUSE mount ({what}) served by a live daemon; "
+                "stop it first or choose another directory"
+            )
     if not path.is_dir():
         raise DaemonError(f"{path} is not a directory")
 
