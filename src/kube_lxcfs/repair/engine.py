@@ -190,6 +190,23 @@ def record_generation(state_dir: str, mount_dir: str, dev: tuple[int, int]) -> N
     _forget_removed_mount_dirs(Path(state_dir))
 
 
+def forget_unused_generations(state_dir: str, mount_dir: str) -> bool:
+    """After the daemon unmounted: drop the generation record of ``mount_dir`` when no
+    mount namespace holds a mount of any recorded generation any more, so that an
+    uninstall leaves no state on the node. While a container still holds one, the record
+    stays: the next daemon's automatic repair only takes mounts it knows. True if dropped."""
+    known = known_generations(state_dir, mount_dir)
+    if known is None:
+        return False
+    for ns in scan.list_namespaces():
+        mounts = _namespace_mounts(ns)
+        if mounts is not None and any(m.dev in known for m in mounts):
+            return False
+    _generations_file(state_dir, mount_dir).unlink(missing_ok=True)
+    log.info("no container holds a mount of %s any more: generation record removed", mount_dir)
+    return True
+
+
 def _forget_removed_mount_dirs(state_dir: Path) -> None:
     """Drop the records of mount directories that no longer exist (temporary ones)."""
     for record in state_dir.glob("generations-*.json"):
