@@ -156,6 +156,7 @@ def serve(
     debug: bool = False,
     on_ready: Callable[[], None] | None = None,
     stop: StopSignals | None = None,
+    restart: RestartHandling | None = None,
 ) -> None:
     """Mount ``tree`` at ``mountpoint`` and serve it until a signal ends the loop.
 
@@ -170,6 +171,8 @@ def serve(
         caller_pid=lambda: mfusepy.fuse_get_context()[2],
         on_init=on_ready,
     )
+    if restart is not None:
+        restart.watch_open_files(lambda: len(operations.files))
     try:
         mfusepy.FUSE(
             operations,
@@ -248,6 +251,7 @@ class Daemon:
                     debug=self.debug,
                     on_ready=on_ready,
                     stop=stop,
+                    restart=restart,
                 )
             finally:
                 if stop is not None:

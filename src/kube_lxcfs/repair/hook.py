@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,9 @@ log = logging.getLogger("kube_lxcfs.repair")
 
 ON_STOP_CHOICES = ("keep", "detach")
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+DRAIN_TIMEOUT = 1.0
+"""After the detach, how long the loop keeps serving files that are still open (a read
+that opened just before its mount was detached) before it ends."""
 
 
 def dead_mount_device(mount_dir: str) -> tuple[int, int] | None:
@@ -85,6 +89,7 @@ class RestartHandling:
         self._old_mask: set[signal.Signals] | None = None
         self._stopping = threading.Event()
         self._previous_dev: tuple[int, int] | None = None
+        self._open_files: Callable[[], int] = lambda: 0
 
     # --- called by the daemon -----------------------------------------------------------
 
@@ -118,6 +123,10 @@ class RestartHandling:
         if self._old_mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
             self._old_mask = None
+
+    def watch_open_files(self, count: Callable[[], int]) -> None:
+        """How many files of the filesystem are open now (the daemon's operations know)."""
+        self._open_files = count
 
     def wait_repaired(self, timeout: float | None = None) -> bool:
         """Block until the start-up repair pass finished (for tests and health checks)."""
@@ -174,7 +183,17 @@ class RestartHandling:
         except Exception:  # still stop, whatever happened
             log.exception("detach before stop failed")
         self._write_metrics()
+        self._drain()
         self._end_loop()
+
+    def _drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        """Serve on until every open file is closed (or ``timeout``): a container read that
+        opened before its mount was detached then ends with its data, not ``ENOTCONN``."""
+        deadline = time.monotonic() + timeout
+        while (still_open := self._open_files()) and time.monotonic() < deadline:
+            time.sleep(0.005)  # polls a count the loop thread changes, bounded by the deadline
+        if still_open:
+            log.info("stopping with %d files still open: their next read fails", still_open)
 
     def _end_loop(self) -> None:
         if self._exit_loop is None:
