@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from kube_lxcfs.repair.mountinfo import parse_mountinfo
+from kube_lxcfs.mountinfo import parse_mountinfo
 from kube_lxcfs.sandbox.mounts import INJECTED_DIRS, INJECTED_FILES
 
 from .conftest import harness, needs_root, rootfs_builder

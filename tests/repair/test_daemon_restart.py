@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kube_lxcfs.fuse.stop import DRAIN_TIMEOUT
 from kube_lxcfs.repair import repair
-from kube_lxcfs.repair.hook import DRAIN_TIMEOUT
 
 from .conftest import needs_root
 from .helpers import SENTINEL, KubeLxcfsSource, wait_for

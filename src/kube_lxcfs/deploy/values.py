@@ -14,13 +14,14 @@ import copy
 from typing import Any
 
 from kube_lxcfs import __version__
+from kube_lxcfs.defaults import HEALTH_PORT, MOUNT_DIR, WEBHOOK_PORT
+from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.webhook.config import DEFAULT_FILES as WEBHOOK_DEFAULT_FILES
 from kube_lxcfs.webhook.config import DEFAULT_RUNTIME_CLASS
 
 NAME = "kube-lxcfs"
 DEFAULT_NAMESPACE = "lxcfs"
 NAMESPACE_LABEL = "lxcfs-admission-webhook"
-POD_OPT_IN_LABEL = "kube-lxcfs.io/inject"
 INJECTION_MODES = ("hostPath", "runtimeClass")
 
 # What the webhook injects by default (its own list, so the two never disagree).
@@ -30,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     # Helm takes this from --namespace (.Release.Namespace); it is not in values.yaml.
     "namespace": DEFAULT_NAMESPACE,
     "createNamespace": True,
-    "mountDir": "/var/lib/lxcfs",
+    "mountDir": MOUNT_DIR,
     "injectedFiles": list(DEFAULT_FILES),
     "imagePullSecrets": [],
     # How pods get the files: hostPath volumes added by the webhook (needs a privileged-level
@@ -71,8 +72,8 @@ DEFAULTS: dict[str, Any] = {
             "tag": __version__,
             "pullPolicy": "IfNotPresent",
         },
-        "port": 8443,
-        "healthPort": 8080,
+        "port": WEBHOOK_PORT,
+        "healthPort": HEALTH_PORT,
         "logLevel": "info",
         "extraArgs": [],
         "failurePolicy": "Ignore",
@@ -214,7 +215,7 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-class ValuesError(ValueError):
+class ValuesError(KubeLxcfsError, ValueError):
     """Bad values or a bad ``--set`` expression; the message is one line for the user."""
 
 

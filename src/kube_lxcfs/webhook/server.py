@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from kube_lxcfs.defaults import HEALTH_PORT, WEBHOOK_PORT
 from kube_lxcfs.webhook.admission import BadReviewError, review
 from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY, InjectOptions
 from kube_lxcfs.webhook.metrics import WebhookMetrics
@@ -41,8 +42,8 @@ class ServerOptions:
     cert_file: Path
     key_file: Path
     address: str = "0.0.0.0"
-    port: int = 8443
-    health_port: int = 8080
+    port: int = WEBHOOK_PORT
+    health_port: int = HEALTH_PORT
     tls_min_version: str = "1.2"
     tls_reload_interval: float = 10.0
     max_body_bytes: int = DEFAULT_MAX_BODY
