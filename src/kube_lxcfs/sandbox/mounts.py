@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from kube_lxcfs.webhook.config import DEFAULT_FILES
+from kube_lxcfs import files
 
 CLONE_NEWNS = 0x0002_0000
 MS_RDONLY = 0x1
@@ -26,9 +26,9 @@ MS_REC = 0x4000
 MS_PRIVATE = 0x4_0000
 MS_SLAVE = 0x8_0000
 
-INJECTED_FILES = tuple(path for path in DEFAULT_FILES if not path.endswith("/"))
+INJECTED_FILES = tuple(path for path in files.INJECTED_FILES if not path.endswith("/"))
 """Files of the daemon's mount bound over the same path under ``/`` (the webhook's list)."""
-INJECTED_DIRS = tuple(path.rstrip("/") for path in DEFAULT_FILES if path.endswith("/"))
+INJECTED_DIRS = tuple(path.rstrip("/") for path in files.INJECTED_FILES if path.endswith("/"))
 """Directories bound the same way (glibc's CPU count reads ``cpu/online``, htop ``cpuN/``)."""
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
