@@ -1,6 +1,6 @@
 """Command line entry point: ``kube-lxcfs SUBCOMMAND ...``.
 
-Exit codes: 0 success, 1 failure, 2 usage error (argparse's own).
+Exit codes: 0 success, 1 failure, 2 usage error (argparse's own) or a missing optional extra.
 """
 
 from __future__ import annotations
@@ -13,6 +13,17 @@ from collections.abc import Sequence
 
 from kube_lxcfs import __version__
 from kube_lxcfs.commands import SUBCOMMANDS
+
+# The optional extras of pyproject.toml, by the top-level module each package installs:
+# module -> (distribution, extra). A command imports them only where it needs them, so a
+# plain ``pip install kube-lxcfs`` runs fs/run/repair/runtime/setup-node and the rest say
+# which extra to add (tests/test_missing_extras.py checks this table against pyproject.toml).
+EXTRA_MODULES = {
+    "cryptography": ("cryptography", "webhook"),
+    "kubernetes": ("kubernetes", "kubernetes"),
+    "yaml": ("PyYAML", "kubernetes"),
+    "jsonschema": ("jsonschema", "kubernetes"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,11 +47,33 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; return its exit code.
 
+    A missing optional extra is one line naming the command, the package and the fix
+    (exit 2), not a traceback: it is an installation choice, not a bug.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(argv)
+    except ModuleNotFoundError as exc:
+        needed = EXTRA_MODULES.get((exc.name or "").partition(".")[0])
+        if needed is None:
+            raise
+        distribution, extra = needed
+        command = f"kube-lxcfs {argv[0]}" if argv and argv[0] in SUBCOMMANDS else "kube-lxcfs"
+        print(
+            f"{command}: needs {distribution} from the optional extra '{extra}', which is not"
+            f" installed; fix: pip install 'kube-lxcfs[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
+    """Parse ``argv`` and run the chosen subcommand.
+
     A subcommand whose module defines ``run_raw(argv)`` (the runc-compatible
     ``runtime``) gets its arguments untouched, since they follow another
     program's grammar; only its ``--help`` goes through argparse.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS and argv[1:2] not in (["-h"], ["--help"]):
         module = importlib.import_module(f"kube_lxcfs.commands.{argv[0].replace('-', '_')}")
         run_raw = getattr(module, "run_raw", None)

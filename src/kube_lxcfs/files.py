@@ -7,7 +7,8 @@ the ``--help`` lists and the docs' tables (:mod:`kube_lxcfs.files_text`).
 
 Standard library only and free of the renderers: the runtime wrapper
 (``kube-lxcfs-runc``, a zipapp of stdlib-only modules) imports it for its default
-file list, on every container start.
+file list, on every container start.  Where the files are mounted on a node
+(``/var/lib/lxcfs``) is :mod:`kube_lxcfs.defaults`'s.
 """
 
 from __future__ import annotations

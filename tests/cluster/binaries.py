@@ -1,5 +1,6 @@
-"""Build (once) and locate the Go binaries of the cluster tier: etcd, kube-apiserver,
-kube-controller-manager and helm.
+"""Build (once) and locate the Go binaries of the cluster and node tiers: etcd,
+kube-apiserver, kube-controller-manager and helm (tests/cluster), plus kubelet,
+kube-scheduler and kubectl (tests/node).
 
 Each binary comes from a pinned Go module under ``tests/cluster/go/<module>/`` (go.mod +
 go.sum are the pins). Outputs are cached in
@@ -58,6 +59,9 @@ BINARIES: dict[str, Binary] = {
             "kubernetes",
             "k8s.io/kubernetes/cmd/kube-controller-manager",
         ),
+        Binary("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler"),
+        Binary("kubelet", "kubernetes", "k8s.io/kubernetes/cmd/kubelet"),
+        Binary("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl"),
         Binary("helm", "helm", "helm.sh/helm/v3/cmd/helm"),
     )
 }
@@ -80,7 +84,7 @@ def go_tool() -> str:
     if not found:
         raise GoMissingError(
             "no Go toolchain found (go not on PATH): install Go >= 1.24 to build "
-            "etcd/kube-apiserver/kube-controller-manager/helm for the cluster tests"
+            "etcd, helm and the Kubernetes binaries for the cluster and node tests"
         )
     return found
 

@@ -40,8 +40,21 @@ def _json_bytes(value: object) -> bytes:
     return json.dumps(value, sort_keys=True).encode()
 
 
-def build_oci_archive(rootfs: Path, archive: Path, name: str, cmd: Sequence[str]) -> None:
-    """Write an OCI image-layout tarball of ``rootfs`` (one uncompressed layer) named ``name``."""
+def build_oci_archive(
+    rootfs: Path,
+    archive: Path,
+    name: str,
+    cmd: Sequence[str],
+    *,
+    entrypoint: Sequence[str] = (),
+    env: Sequence[str] = ("PATH=/usr/sbin:/usr/bin:/sbin:/bin",),
+    user: str = "",
+    stop_signal: str = "",
+) -> None:
+    """Write an OCI image-layout tarball of ``rootfs`` (one uncompressed layer) named ``name``.
+
+    ``entrypoint``, ``env``, ``user`` and ``stop_signal`` are the image config's fields of
+    the same names (what a Dockerfile's ENTRYPOINT, ENV, USER and STOPSIGNAL set)."""
     layer_buf = io.BytesIO()
     with tarfile.open(fileobj=layer_buf, mode="w", format=tarfile.PAX_FORMAT) as layer:
         for entry in sorted(os.listdir(rootfs)):
@@ -53,7 +66,13 @@ def build_oci_archive(rootfs: Path, archive: Path, name: str, cmd: Sequence[str]
         config = {
             "architecture": "amd64" if os.uname().machine == "x86_64" else "arm64",
             "os": "linux",
-            "config": {"Cmd": list(cmd), "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
+            "config": {
+                "Cmd": list(cmd),
+                "Env": list(env),
+                **({"Entrypoint": list(entrypoint)} if entrypoint else {}),
+                **({"User": user} if user else {}),
+                **({"StopSignal": stop_signal} if stop_signal else {}),
+            },
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         }
         config_desc = _blob(layout, _json_bytes(config))

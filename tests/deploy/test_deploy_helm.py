@@ -38,6 +38,7 @@ VARIANTS = {
         "webhook.failurePolicy=Fail",
     ],
     **RUNTIME_CLASS_VARIANTS,
+    "numeric-tags": ["nodeAgent.image.tag=1", "webhook.image.tag=20251203"],
     "custom": [
         "mountDir=/run/lxcfs",
         "injectedFiles={proc/meminfo,proc/cpuinfo}",
@@ -137,3 +138,16 @@ def test_chart_refuses_kubernetes_older_than_1_25(helm: Path) -> None:
     assert "kubeVersion" in old.stderr or "incompatible" in old.stderr
     ok = _helm(helm, "template", "kube-lxcfs", str(CHART), "--kube-version", "1.25.0")
     assert ok.returncode == 0, ok.stderr
+
+
+def test_helm_takes_a_numeric_tag_from_a_values_file(helm: Path, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text('nodeAgent:\n  image:\n    tag: 2\nwebhook:\n  image:\n    tag: "1.10"\n')
+    proc = _helm(helm, "template", "kube-lxcfs", str(CHART), "-f", str(values), *KUBE)
+    assert proc.returncode == 0, proc.stderr
+    images = {
+        o["kind"]: o["spec"]["template"]["spec"]["containers"][0]["image"]
+        for o in from_yaml(proc.stdout)
+        if o["kind"] in ("DaemonSet", "Deployment")
+    }
+    assert images["DaemonSet"].endswith(":2") and images["Deployment"].endswith(":1.10")

@@ -179,6 +179,39 @@ def test_the_restricted_checker_can_fail() -> None:
     assert {"host namespaces", "privileged", "volume fuse"} <= set(found)
 
 
+def _images(objects: list[dict[str, Any]]) -> dict[str, str]:
+    kinds = _kinds(objects)
+    return {
+        kind: kinds[kind]["spec"]["template"]["spec"]["containers"][0]["image"]
+        for kind in ("DaemonSet", "Deployment")
+    }
+
+
+@pytest.mark.parametrize("tag", ["1", "20251203", "1.0", "1.10", "007", "v1"])
+def test_an_image_tag_is_text_from_the_command_line(tag: str) -> None:
+    proc = _manifests_cli("--image", f"example.org/kube-lxcfs:{tag}")
+    assert proc.returncode == 0, proc.stderr
+    assert _images(from_yaml(proc.stdout))["DaemonSet"] == f"example.org/kube-lxcfs:{tag}"
+
+
+@pytest.mark.parametrize("tag", ["2", "20251203", "1.0", "1.10"])
+def test_an_image_tag_is_text_from_set(tag: str) -> None:
+    proc = _manifests_cli("--set", f"webhook.image.tag={tag}")
+    assert proc.returncode == 0, proc.stderr
+    assert _images(from_yaml(proc.stdout))["Deployment"].endswith(f":{tag}")
+
+
+def test_an_image_tag_is_text_from_a_values_file(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        "nodeAgent:\n  image:\n    tag: 1.10\nwebhook:\n  image:\n    tag: 20251203\n"
+    )
+    proc = _manifests_cli("-f", str(values))
+    assert proc.returncode == 0, proc.stderr
+    images = _images(from_yaml(proc.stdout))
+    assert images["DaemonSet"].endswith(":1.10") and images["Deployment"].endswith(":20251203")
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_workloads_get_no_service_link_variables(variant: str) -> None:
     """The kubelet's KUBE_LXCFS_WEBHOOK_PORT=tcp://... once crash-looped the webhook."""

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kube_lxcfs.webhook.config import DEFAULT_FILES, DEFAULT_MOUNT_DIR, build_paths
+from kube_lxcfs.defaults import MOUNT_DIR
+from kube_lxcfs.webhook.config import DEFAULT_FILES, build_paths
 
 from .conftest import harness, needs_root, rootfs_builder
 from .helpers import LxcfsSource
@@ -24,7 +25,7 @@ rootfs_module = rootfs_builder()
 
 
 def test_webhook_declares_file_and_directory_host_path_types() -> None:
-    paths = build_paths(DEFAULT_MOUNT_DIR, DEFAULT_FILES)
+    paths = build_paths(MOUNT_DIR, DEFAULT_FILES)
     assert paths
     for path in paths:
         expected = "Directory" if path.host_path.endswith("/sys/devices/system/cpu") else "File"

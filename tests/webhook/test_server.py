@@ -256,6 +256,35 @@ def test_malformed_http_gets_4xx_and_server_stays_up(server: WebhookProcess, raw
     server.connect().admit(load("bare-pod.json"))
 
 
+def _raw_exchange(server: WebhookProcess, raw: bytes) -> bytes:
+    with raw_tls(server.port, server.client_context()) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    "length", [b"\xb2", "\u0663".encode(), b"1\xb9", b"+5", b"5x", b"0x10"], ids=repr
+)
+def test_a_malformed_content_length_is_a_400_and_one_log_line(
+    server: WebhookProcess, length: bytes
+) -> None:
+    """``str.isdigit`` takes U+00B2 (superscript two) and Arabic-Indic digits; int() does not."""
+    server.drain_logs()
+    head = b"POST /mutate HTTP/1.1\r\nContent-Length: " + length + b"\r\n\r\n"
+    answer = _raw_exchange(server, head)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert "Content-Length" in json.loads(answer.partition(b"\r\n\r\n")[2])["message"]
+    # another path answers too (it used to drop the connection)
+    other = _raw_exchange(server, head.replace(b"/mutate", b"/other"))
+    assert other.startswith(b"HTTP/1.1 404 "), other[:200]
+    server.wait_log("bad admission request")
+    assert not [e for e in server.drain_logs() if "traceback" in e or e["level"] == "error"]
+    assert server.health("/readyz")[0] == 200
+
+
 def test_ipv6_dual_stack_address(tmp_path: Path) -> None:
     with running_webhook(tmp_path, {"KUBE_LXCFS_WEBHOOK_ADDRESS": "::"}) as server:
         # 127.0.0.1 reaches a "::" listener through IPv4-mapped addresses.

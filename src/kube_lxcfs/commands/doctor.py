@@ -18,6 +18,7 @@ DESCRIPTION = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``doctor`` subcommand."""
+    from kube_lxcfs.defaults import MOUNT_DIR
     from kube_lxcfs.deploy.cluster_options import add_cluster_options
     from kube_lxcfs.deploy.values import DEFAULT_FILES, DEFAULT_NAMESPACE
 
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--node", action="store_true", help="check this node instead")
     parser.add_argument(
         "--mount-dir",
-        default="/var/lib/lxcfs",
+        default=MOUNT_DIR,
         help="where the filesystem is mounted (--node; default: %(default)s)",
     )
     parser.add_argument(

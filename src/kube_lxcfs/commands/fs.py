@@ -7,11 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
+from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET, STATE_DIR
 from kube_lxcfs.files_text import names_in
-from kube_lxcfs.runtime.spec import DEFAULT_SECCOMP_SOCKET
 from kube_lxcfs.vfs import FsOptions
-
-NODE_MOUNT_DIR = "/var/lib/lxcfs"
 
 HELP = "Mount the virtual /proc and /sys/devices/system/cpu filesystem (FUSE, foreground)."
 
@@ -30,11 +28,11 @@ MOUNTPOINT is created. Mount options: allow_other,entry_timeout=0.5,
 attr_timeout=0.5,direct_io,ro plus -o. Needs root (or CAP_SYS_ADMIN) and /dev/fuse.
 """
 
-EPILOG = """\
+EPILOG = f"""\
 examples:
-  kube-lxcfs fs /var/lib/lxcfs
-  kube-lxcfs fs --cgroup-of=init --disable-swap -p /run/kube-lxcfs.pid /var/lib/lxcfs
-  docker run -v /var/lib/lxcfs/proc/meminfo:/proc/meminfo:ro ...
+  kube-lxcfs fs {MOUNT_DIR}
+  kube-lxcfs fs --cgroup-of=init --disable-swap -p /run/kube-lxcfs.pid {MOUNT_DIR}
+  docker run -v {MOUNT_DIR}/proc/meminfo:/proc/meminfo:ro ...
 """
 
 
@@ -119,8 +117,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=(
             "answer sysinfo(2) for containers started by the kube-lxcfs-runc wrapper on this "
-            f"unix socket (default: {DEFAULT_SECCOMP_SOCKET} when MOUNTPOINT is "
-            f"{NODE_MOUNT_DIR}, none otherwise; '' disables)"
+            f"unix socket (default: {SECCOMP_SOCKET} when MOUNTPOINT is "
+            f"{MOUNT_DIR}, none otherwise; '' disables)"
         ),
     )
     add_restart_arguments(parser)
@@ -129,7 +127,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_restart_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the container repair after restarts (kube_lxcfs.repair)."""
-    from kube_lxcfs.repair import DEFAULT_STATE_DIR
     from kube_lxcfs.repair.hook import ON_STOP_CHOICES
 
     parser.add_argument(
@@ -150,7 +147,7 @@ def add_restart_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--state-dir",
-        default=DEFAULT_STATE_DIR,
+        default=STATE_DIR,
         help="where --on-stop=detach records what to re-attach (default: %(default)s)",
     )
     parser.add_argument(
@@ -178,8 +175,8 @@ def seccomp_socket(args: argparse.Namespace) -> Path | None:
     """The sysinfo socket: explicit, or the documented one for the node's mount dir."""
     if args.seccomp_socket is not None:
         return Path(args.seccomp_socket) if args.seccomp_socket else None
-    if Path(args.mountpoint).absolute() == Path(NODE_MOUNT_DIR):
-        return Path(DEFAULT_SECCOMP_SOCKET)
+    if Path(args.mountpoint).absolute() == Path(MOUNT_DIR):
+        return Path(SECCOMP_SOCKET)
     return None
 
 

@@ -23,7 +23,8 @@ live filesystem is mounted at --mount-dir.
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``repair`` subcommand."""
-    from kube_lxcfs.repair import DEFAULT_MOUNT_DIR, DEFAULT_STATE_DIR, Strategy
+    from kube_lxcfs.defaults import MOUNT_DIR, STATE_DIR
+    from kube_lxcfs.repair import Strategy
 
     parser = subparsers.add_parser(
         "repair",
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--mount-dir",
-        default=DEFAULT_MOUNT_DIR,
+        default=MOUNT_DIR,
         help="where the live filesystem is mounted (default: %(default)s)",
     )
     parser.add_argument(
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--state-dir",
-        default=DEFAULT_STATE_DIR,
+        default=STATE_DIR,
         help="where `fs --on-stop=detach` records the detached mounts to re-attach "
         "(default: %(default)s)",
     )

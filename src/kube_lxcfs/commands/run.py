@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from kube_lxcfs.defaults import MOUNT_DIR
 from kube_lxcfs.files_text import names_in
 from kube_lxcfs.sandbox.quantity import (
     CPUSET_FORMS,
@@ -33,13 +34,13 @@ exactly as the admission webhook does in a pod.  So free, top, htop, nproc, os.c
 and friends report the limits instead of the machine.
 
 The filesystem is the one at --mount-dir; without it, a kube-lxcfs already mounted at
-/var/lib/lxcfs, else a private one started for the duration of COMMAND.  stdin, stdout and
+{MOUNT_DIR}, else a private one started for the duration of COMMAND.  stdin, stdout and
 stderr are COMMAND's; signals sent to kube-lxcfs run (and Ctrl-C) reach COMMAND; the exit code
 is COMMAND's (128+N if signal N killed it).  The cgroup, the private filesystem and the
 mounts are removed afterwards, also when COMMAND fails or is killed.  Needs root.
 """
 
-EPILOG = """\
+EPILOG = f"""\
 quantities (Kubernetes notation):
   --memory, --memory-swap   512Mi, 1Gi, 1.5Gi, 500M, 1G, 268435456 (bytes), 1e9
   --cpus                    1, 1.5, 0.5, 500m, 1500m  (CFS quota per 100 ms period)
@@ -57,7 +58,7 @@ examples:
   kube-lxcfs run --memory 256Mi -- python3 -c 'import psutil; print(psutil.virtual_memory().total)'
   kube-lxcfs run --cpus 1500m --cpuset 0-1 -- python3 -c 'import os; print(os.cpu_count())'
   kube-lxcfs run --memory 1Gi --memory-swap 2Gi -- cat /proc/swaps
-  kube-lxcfs run --mount-dir /var/lib/lxcfs --cpus 2 -- make -j"$(nproc)"
+  kube-lxcfs run --mount-dir {MOUNT_DIR} --cpus 2 -- make -j"$(nproc)"
 """
 
 
@@ -89,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         type=Path,
         help="use the kube-lxcfs (or lxcfs) filesystem mounted at DIR "
-        "(default: /var/lib/lxcfs if kube-lxcfs is mounted there, else a private one)",
+        f"(default: {MOUNT_DIR} if kube-lxcfs is mounted there, else a private one)",
     )
     parser.add_argument("--debug", action="store_true", help="log what is set up and removed")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="to run")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET
 from kube_lxcfs.runtime.wrapper import __doc__ as WRAPPER_DOC
 from kube_lxcfs.runtime.wrapper import run_wrapper
 
@@ -18,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=WRAPPER_DOC,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
+            f"defaults: KUBE_LXCFS_MOUNT_DIR={MOUNT_DIR}\n"
+            f"          KUBE_LXCFS_SECCOMP_SOCKET={SECCOMP_SOCKET}\n"
+            "\n"
             "examples:\n"
             "  kube-lxcfs runtime --root /run/runc run -b BUNDLE ID   # like runc run\n"
             "  kube-lxcfs-runc ...   # the same, as containerd's BinaryName"

@@ -141,6 +141,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -> None:
+    from kube_lxcfs.defaults import HEALTH_PORT, WEBHOOK_PORT
+    from kube_lxcfs.defaults import MOUNT_DIR as mount_dir
     from kube_lxcfs.webhook.config import (
         DEFAULT_EXCLUDED_NAMESPACES as namespaces,
     )
@@ -148,9 +150,6 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         DEFAULT_FILES as files,
     )
     from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY as max_body
-    from kube_lxcfs.webhook.config import (
-        DEFAULT_MOUNT_DIR as mount_dir,
-    )
     from kube_lxcfs.webhook.config import DEFAULT_RUNTIME_CLASS as runtime_class
     from kube_lxcfs.webhook.config import (
         DEFAULT_SKIP_POD_LABELS as skip_labels,
@@ -202,7 +201,7 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         "--port",
         type=_port,
         convert=_port,
-        default=8443,
+        default=WEBHOOK_PORT,
         help="HTTPS port serving POST /mutate",
     )
     _add(
@@ -210,7 +209,7 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         "--health-port",
         type=_port,
         convert=_port,
-        default=8080,
+        default=HEALTH_PORT,
         help="plain-HTTP port serving /healthz, /readyz and /metrics",
     )
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kube_lxcfs.defaults import WEBHOOK_PORT
 from kube_lxcfs.deploy.kubeapi import ApiError, KubeApi
 from kube_lxcfs.deploy.values import NAMESPACE_LABEL
 
@@ -409,7 +410,7 @@ def _reachable(api: KubeApi, namespace: str, service: str) -> Finding:
             "webhook reachable",
             f"the API server cannot reach {service}.{namespace}: {exc}",
             f"kubectl -n {namespace} get endpoints {service}; check NetworkPolicies "
-            "between the control plane and the webhook pods (port 8443)",
+            f"between the control plane and the webhook pods (port {WEBHOOK_PORT})",
         )
     except ValueError:
         pass  # answered, but not JSON: /readyz says "ok"

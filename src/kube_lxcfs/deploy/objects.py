@@ -11,19 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from kube_lxcfs import __version__
+from kube_lxcfs.defaults import INJECT_KEY, STATE_DIR, TLS_DIR
 from kube_lxcfs.deploy.template import OMIT, Eq, Fmt, If, Join, Not, Ref, Splice, Truthy
-from kube_lxcfs.deploy.values import NAME, NAMESPACE_LABEL, POD_OPT_IN_LABEL
+from kube_lxcfs.deploy.values import NAME, NAMESPACE_LABEL
 from kube_lxcfs.runtime.install import HANDLER
 
 AGENT = f"{NAME}-agent"
 WEBHOOK = f"{NAME}-webhook"
 WEBHOOK_CONFIG = WEBHOOK
-CERT_DIR = "/run/kube-lxcfs/tls"
 HEALTH_PORT_NAME = "health"
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 # Our own pods must never be mutated (the install namespace is excluded too).
-NO_INJECT = {"kube-lxcfs.io/inject": "false"}
+NO_INJECT = {INJECT_KEY: "false"}
 
 NS = Ref("namespace")
 SELF_PROVISION = Not(Truthy("certManager.enabled"))
@@ -186,7 +186,7 @@ def daemonset() -> dict[str, Any]:
             {"name": "fuse", "mountPath": "/dev/fuse"},
             {"name": "cgroup", "mountPath": "/sys/fs/cgroup", "readOnly": True},
             {"name": "mount-dir", "mountPath": mount_dir, "mountPropagation": "Bidirectional"},
-            {"name": "run", "mountPath": "/run/kube-lxcfs"},
+            {"name": "run", "mountPath": STATE_DIR},
         ],
     }
     # Installs kube-lxcfs-runc on the host and registers the RuntimeClass handler. A node that
@@ -244,7 +244,7 @@ def daemonset() -> dict[str, Any]:
                         # --state-dir: the repair records must outlive the agent pod.
                         {
                             "name": "run",
-                            "hostPath": {"path": "/run/kube-lxcfs", "type": "DirectoryOrCreate"},
+                            "hostPath": {"path": STATE_DIR, "type": "DirectoryOrCreate"},
                         },
                         _when_setup_node(
                             {"name": "host", "hostPath": {"path": "/", "type": "Directory"}}
@@ -260,8 +260,8 @@ def _webhook_args() -> list[Any]:
     return [
         Fmt("--port=%s", Ref("webhook.port")),
         Fmt("--health-port=%s", Ref("webhook.healthPort")),
-        Fmt("--tls-cert=%s/tls.crt", CERT_DIR),
-        Fmt("--tls-key=%s/tls.key", CERT_DIR),
+        Fmt("--tls-cert=%s/tls.crt", TLS_DIR),
+        Fmt("--tls-key=%s/tls.key", TLS_DIR),
         Fmt("--mount-dir=%s", Ref("mountDir")),
         Fmt("--files=%s", Join(",", Ref("injectedFiles"))),
         Fmt("--log-level=%s", Ref("webhook.logLevel")),
@@ -315,7 +315,7 @@ def deployment() -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [
-            {"name": "tls", "mountPath": CERT_DIR, "readOnly": If(SELF_PROVISION, False, True)}
+            {"name": "tls", "mountPath": TLS_DIR, "readOnly": If(SELF_PROVISION, False, True)}
         ],
     }
     tls_volume = If(
@@ -478,13 +478,13 @@ def mutating_webhook_configuration() -> dict[str, Any]:
         "namespaces.kube-lxcfs.io",
         "/mutate",
         _namespace_guard(opted_in=True),
-        {"matchExpressions": [{"key": POD_OPT_IN_LABEL, "operator": "NotIn", "values": ["false"]}]},
+        {"matchExpressions": [{"key": INJECT_KEY, "operator": "NotIn", "values": ["false"]}]},
     )
     by_pod = _webhook_entry(
         "pods.kube-lxcfs.io",
         "/mutate",
         _namespace_guard(opted_in=False),
-        {"matchLabels": {POD_OPT_IN_LABEL: "true"}},
+        {"matchLabels": {INJECT_KEY: "true"}},
     )
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",

@@ -14,13 +14,13 @@ import copy
 from typing import Any
 
 from kube_lxcfs import __version__
+from kube_lxcfs.defaults import HEALTH_PORT, MOUNT_DIR, WEBHOOK_PORT
 from kube_lxcfs.webhook.config import DEFAULT_FILES as WEBHOOK_DEFAULT_FILES
 from kube_lxcfs.webhook.config import DEFAULT_RUNTIME_CLASS
 
 NAME = "kube-lxcfs"
 DEFAULT_NAMESPACE = "lxcfs"
 NAMESPACE_LABEL = "lxcfs-admission-webhook"
-POD_OPT_IN_LABEL = "kube-lxcfs.io/inject"
 INJECTION_MODES = ("hostPath", "runtimeClass")
 
 # What the webhook injects by default (its own list, so the two never disagree).
@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     # Helm takes this from --namespace (.Release.Namespace); it is not in values.yaml.
     "namespace": DEFAULT_NAMESPACE,
     "createNamespace": True,
-    "mountDir": "/var/lib/lxcfs",
+    "mountDir": MOUNT_DIR,
     "injectedFiles": list(DEFAULT_FILES),
     "imagePullSecrets": [],
     # How pods get the files: hostPath volumes added by the webhook (needs a privileged-level
@@ -71,8 +71,8 @@ DEFAULTS: dict[str, Any] = {
             "tag": __version__,
             "pullPolicy": "IfNotPresent",
         },
-        "port": 8443,
-        "healthPort": 8080,
+        "port": WEBHOOK_PORT,
+        "healthPort": HEALTH_PORT,
         "logLevel": "info",
         "extraArgs": [],
         "failurePolicy": "Ignore",
@@ -104,7 +104,13 @@ _IMAGE = {
     "required": ["repository", "tag", "pullPolicy"],
     "properties": {
         "repository": {"type": "string", "minLength": 1},
-        "tag": {"type": "string", "minLength": 1},
+        # An integer is accepted for Helm's `--set image.tag=1` (the templates toString it);
+        # kube-lxcfs itself keeps every tag as the text it was given.
+        "tag": {
+            "type": ["string", "integer"],
+            "minLength": 1,
+            "description": "image tag; quote numeric tags such as 1.10 in values files",
+        },
         "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
     },
 }
@@ -224,13 +230,19 @@ def chart_values() -> dict[str, Any]:
     return values
 
 
+TEXT_KEYS = frozenset({"tag"})
+"""Keys whose value is text even when it looks like a number (``tag: 1.10``, ``--set tag=1``)."""
+
+
 def parse_set(expr: str) -> tuple[list[str], Any]:
     """Parse ``a.b.c=value`` as Helm's ``--set`` does for scalars and ``{x,y}`` lists."""
     path, sep, raw = expr.partition("=")
     if not sep or not path or any(not part for part in path.split(".")):
         raise ValuesError(f"--set expects key=value with a dotted key, got {expr!r}")
     value: Any
-    if raw.startswith("{") and raw.endswith("}"):
+    if path.split(".")[-1] in TEXT_KEYS and raw not in ("", "null"):
+        value = raw
+    elif raw.startswith("{") and raw.endswith("}"):
         inner = raw[1:-1]
         value = [_scalar(item) for item in inner.split(",")] if inner else []
     else:
@@ -307,12 +319,10 @@ def resolve(
     values_files: list[str] | None = None,
 ) -> dict[str, Any]:
     """Defaults, then ``-f`` files, then ``--set``s, then the namespace; validated."""
-    import yaml
-
     values = defaults()
     for path in values_files or []:
         with open(path, encoding="utf-8") as f:
-            loaded = yaml.safe_load(f) or {}
+            loaded = load_values_text(f.read()) or {}
         if not isinstance(loaded, dict):
             raise ValuesError(f"{path}: a values file must hold a mapping")
         values = merge(values, loaded)
@@ -321,6 +331,36 @@ def resolve(
         values["namespace"] = namespace
     validate(values)
     return values
+
+
+def load_values_text(text: str) -> Any:
+    """YAML as ``safe_load`` reads it, except that a :data:`TEXT_KEYS` value keeps its text.
+
+    YAML reads ``tag: 1.10`` as the float 1.1 and ``tag: 20251203`` as an int; an image tag is
+    the characters the user wrote.
+    """
+    import yaml
+
+    class ValuesLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: ValuesLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        loader.flatten_mapping(node)
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if (
+                key in TEXT_KEYS
+                and isinstance(value_node, yaml.ScalarNode)
+                and value_node.tag != "tag:yaml.org,2002:null"
+            ):
+                mapping[key] = value_node.value
+            else:
+                mapping[key] = loader.construct_object(value_node, deep=True)
+        return mapping
+
+    ValuesLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return yaml.load(text, Loader=ValuesLoader)
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,6 @@
 """
 
 from kube_lxcfs.repair.engine import (
-    DEFAULT_MOUNT_DIR,
-    DEFAULT_STATE_DIR,
     Outcome,
     RepairError,
     RepairMetrics,
@@ -22,8 +20,6 @@ from kube_lxcfs.repair.engine import (
 from kube_lxcfs.repair.fix import Strategy
 
 __all__ = [
-    "DEFAULT_MOUNT_DIR",
-    "DEFAULT_STATE_DIR",
     "Outcome",
     "RepairError",
     "RepairMetrics",

@@ -18,15 +18,13 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kube_lxcfs.defaults import MOUNT_DIR, STATE_DIR
 from kube_lxcfs.repair import fix, plan, scan
 from kube_lxcfs.repair.mountinfo import MountEntry, parse_mountinfo, topmost_at
 from kube_lxcfs.repair.plan import LiveFs, State
 from kube_lxcfs.repair.scan import Namespace
 
 log = logging.getLogger("kube_lxcfs.repair")
-
-DEFAULT_MOUNT_DIR = "/var/lib/lxcfs"
-DEFAULT_STATE_DIR = "/run/kube-lxcfs"
 
 
 class RepairError(Exception):
@@ -211,7 +209,7 @@ def _namespace_mounts(ns: Namespace) -> list[MountEntry] | None:
 
 
 def repair(
-    mount_dir: str = DEFAULT_MOUNT_DIR,
+    mount_dir: str = MOUNT_DIR,
     *,
     dry_run: bool = False,
     strategy: fix.Strategy = fix.Strategy.AUTO,
@@ -357,9 +355,9 @@ def _log_report(report: Report, what: str) -> None:
 
 
 def detach(
-    mount_dir: str = DEFAULT_MOUNT_DIR,
+    mount_dir: str = MOUNT_DIR,
     *,
-    state_dir: str = DEFAULT_STATE_DIR,
+    state_dir: str = STATE_DIR,
     metrics: RepairMetrics | None = None,
 ) -> Report:
     """Remove our live mounts from every container, recording them for :func:`repair`.

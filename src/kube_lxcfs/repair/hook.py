@@ -29,9 +29,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from kube_lxcfs.defaults import STATE_DIR
 from kube_lxcfs.fuse.stop import loop_exit_callable as _fuse_exit_callable
 from kube_lxcfs.repair import syscalls
-from kube_lxcfs.repair.engine import DEFAULT_STATE_DIR, RepairError, RepairMetrics, detach, repair
+from kube_lxcfs.repair.engine import RepairError, RepairMetrics, detach, repair
 from kube_lxcfs.repair.mountinfo import parse_mountinfo, topmost_at
 from kube_lxcfs.repair.plan import STALE_ERRNOS
 
@@ -65,7 +66,7 @@ class RestartHandling:
         mount_dir: str | os.PathLike[str],
         *,
         on_stop: str = "keep",
-        state_dir: str = DEFAULT_STATE_DIR,
+        state_dir: str = STATE_DIR,
         repair_on_start: bool = True,
         metrics: RepairMetrics | None = None,
         metrics_file: str | os.PathLike[str] | None = None,

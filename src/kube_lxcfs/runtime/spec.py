@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kube_lxcfs.defaults import INJECT_KEY, MOUNT_DIR, SECCOMP_SOCKET
 from kube_lxcfs.files import INJECTED_FILES
 
 DEFAULT_FILES: tuple[str, ...] = tuple(path.rstrip("/") for path in INJECTED_FILES)
@@ -24,8 +25,6 @@ DEFAULT_FILES: tuple[str, ...] = tuple(path.rstrip("/") for path in INJECTED_FIL
 
 INTERCEPTED_SYSCALLS: tuple[str, ...] = ("sysinfo",)
 
-OPT_OUT_ANNOTATION = "kube-lxcfs.io/inject"
-"""``"false"`` leaves the container untouched, as with the webhook."""
 FILES_ANNOTATION = "kube-lxcfs.io/files"
 """Comma-separated subset of the files to mount (e.g. ``proc/meminfo,proc/cpuinfo``)."""
 SYSINFO_ANNOTATION = "kube-lxcfs.io/sysinfo"
@@ -41,16 +40,12 @@ FALSE_WORDS = frozenset({"false", "no", "n", "off", "0"})
 SECCOMP_NOTIFY_ARCHES: tuple[str, ...] = ("SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64")
 
 
-DEFAULT_MOUNT_DIR = "/var/lib/lxcfs"
-DEFAULT_SECCOMP_SOCKET = "/run/kube-lxcfs/seccomp.sock"
-
-
 @dataclass(frozen=True, slots=True)
 class WrapSettings:
-    """Where the node's pieces are; the defaults match ``kube-lxcfs fs /var/lib/lxcfs``."""
+    """Where the node's pieces are; the defaults match the node agent's ``kube-lxcfs fs``."""
 
-    mount_dir: str = DEFAULT_MOUNT_DIR
-    seccomp_socket: str | None = DEFAULT_SECCOMP_SOCKET
+    mount_dir: str = MOUNT_DIR
+    seccomp_socket: str | None = SECCOMP_SOCKET
     """``None`` turns sysinfo interception off."""
     files: tuple[str, ...] = DEFAULT_FILES
 
@@ -156,7 +151,7 @@ def wrap_spec(spec: Mapping[str, Any], settings: WrapSettings) -> tuple[dict[str
     out = copy.deepcopy(dict(spec))
     report = WrapReport()
     annotations = out.get("annotations") or {}
-    if is_sandbox(out) or _is_false(annotations.get(OPT_OUT_ANNOTATION)):
+    if is_sandbox(out) or _is_false(annotations.get(INJECT_KEY)):
         report.seccomp = "untouched (opted out or sandbox)"
         return out, report
     mounts: list[dict[str, Any]] = out.setdefault("mounts", [])

@@ -7,11 +7,11 @@ untouched.  Nothing here may slow a container start: the wrapper imports only
 what it needs, reads one small config file, and replaces itself with the runtime.
 
 Settings, since containerd passes only runc's arguments: environment variables
-``KUBE_LXCFS_RUNTIME`` (the real runtime, default ``runc``), ``KUBE_LXCFS_MOUNT_DIR``
-(default /var/lib/lxcfs), ``KUBE_LXCFS_SECCOMP_SOCKET`` (default
-/run/kube-lxcfs/seccomp.sock; empty disables sysinfo interception),
+``KUBE_LXCFS_RUNTIME`` (the real runtime, default ``runc``), ``KUBE_LXCFS_MOUNT_DIR``,
+``KUBE_LXCFS_SECCOMP_SOCKET`` (empty disables sysinfo interception),
 ``KUBE_LXCFS_FILES`` (comma-separated), or the same keys in lower case in the JSON
-file ``KUBE_LXCFS_RUNTIME_CONFIG`` (default /etc/kube-lxcfs/runtime.json).
+file ``KUBE_LXCFS_RUNTIME_CONFIG`` (default /etc/kube-lxcfs/runtime.json).  The defaults
+are the node agent's (:mod:`kube_lxcfs.defaults`).
 """
 
 from __future__ import annotations
@@ -25,13 +25,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from kube_lxcfs.runtime.spec import (
-    DEFAULT_FILES,
-    DEFAULT_MOUNT_DIR,
-    DEFAULT_SECCOMP_SOCKET,
-    WrapSettings,
-    wrap_spec,
-)
+from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET
+from kube_lxcfs.runtime.spec import DEFAULT_FILES, WrapSettings, wrap_spec
 
 CONFIG_FILE = "/etc/kube-lxcfs/runtime.json"
 LOG_FILE_ENV = "KUBE_LXCFS_RUNTIME_LOG"
@@ -64,11 +59,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> RuntimeSettings:
     files = values.get("files", DEFAULT_FILES)
     if isinstance(files, str):
         files = tuple(f.strip().strip("/") for f in files.split(",") if f.strip())
-    socket = values.get("seccomp_socket", DEFAULT_SECCOMP_SOCKET)
+    socket = values.get("seccomp_socket", SECCOMP_SOCKET)
     return RuntimeSettings(
         runtime=str(values.get("runtime", "runc")),
         wrap=WrapSettings(
-            mount_dir=str(values.get("mount_dir", DEFAULT_MOUNT_DIR)),
+            mount_dir=str(values.get("mount_dir", MOUNT_DIR)),
             seccomp_socket=str(socket) if socket else None,
             files=tuple(files),  # type: ignore[arg-type]
         ),

@@ -18,7 +18,6 @@ from kube_lxcfs.fuse.mounts import MountState, lazy_unmount, mount_at, mount_sta
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MOUNT_DIR = Path("/var/lib/lxcfs")
 PR_SET_PDEATHSIG = 1
 MOUNT_DIR_PREFIX = "kube-lxcfs-run-"
 """Private mount directories are ``$TMPDIR/kube-lxcfs-run-<pid of kube-lxcfs run>-<random>``."""

@@ -29,6 +29,7 @@ from kube_lxcfs.cgroups.transient import (
     discover_layout,
     unique_name,
 )
+from kube_lxcfs.defaults import MOUNT_DIR
 from kube_lxcfs.sandbox import daemon as fs_daemon
 from kube_lxcfs.sandbox.mounts import bind_virtual_files, unshare_mount_namespace
 
@@ -119,8 +120,8 @@ def _filesystem(spec: RunSpec) -> Iterator[Path]:
         return
     # Only kube-lxcfs by default: a system lxcfs usually runs without --enable-cfs and -l,
     # so it would ignore --cpus and show the host's load.
-    if fs_daemon.mount_kind(fs_daemon.DEFAULT_MOUNT_DIR) == "kube-lxcfs":
-        yield fs_daemon.DEFAULT_MOUNT_DIR
+    if fs_daemon.mount_kind(Path(MOUNT_DIR)) == "kube-lxcfs":
+        yield Path(MOUNT_DIR)
         return
     command = list(spec.daemon_command) if spec.daemon_command else None
     fs_daemon.sweep_stale_mount_dirs()

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from kube_lxcfs.defaults import MOUNT_DIR
 from kube_lxcfs.files import INJECTED_FILES, KNOWN_DIRECTORIES
 
-DEFAULT_MOUNT_DIR = "/var/lib/lxcfs"
 # The API server caps objects near 3 MiB; reviews carry two. (Here, not in server.py,
 # so that building the CLI parser does not import the TLS stack.)
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
@@ -34,7 +34,6 @@ DEFAULT_EXCLUDED_NAMESPACES: tuple[str, ...] = ("kube-system", "kube-public", "k
 DEFAULT_SKIP_POD_LABELS: tuple[str, ...] = ("app.kubernetes.io/part-of=kube-lxcfs",)
 
 STATUS_ANNOTATION = "kube-lxcfs.io/status"
-INJECT_KEY = "kube-lxcfs.io/inject"
 SEED_OPT_OUT_ANNOTATION = "lxcfs-admission-webhook.aliyun.com/mutate"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 VOLUME_PREFIX = "lxcfs-"
@@ -59,7 +58,7 @@ class InjectedPath:
 
     relative: str  # e.g. "proc/meminfo", as under the mount dir
     volume_name: str  # e.g. "lxcfs-proc-meminfo" (the seed's and peers' naming)
-    host_path: str  # e.g. "/var/lib/lxcfs/proc/meminfo"
+    host_path: str  # e.g. MOUNT_DIR + "/proc/meminfo"
     mount_path: str  # e.g. "/proc/meminfo"
     host_path_type: str  # "File" or "Directory"
 
@@ -89,7 +88,7 @@ class InjectOptions:
     """Everything the pure review needs to decide; built once from flags."""
 
     paths: tuple[InjectedPath, ...] = field(
-        default_factory=lambda: build_paths(DEFAULT_MOUNT_DIR, DEFAULT_FILES)
+        default_factory=lambda: build_paths(MOUNT_DIR, DEFAULT_FILES)
     )
     excluded_namespaces: frozenset[str] = frozenset(DEFAULT_EXCLUDED_NAMESPACES)
     inject_init_containers: bool = True
@@ -156,7 +155,7 @@ def volume_name_for(relative: str) -> str:
 
 def make_options(
     *,
-    mount_dir: str = DEFAULT_MOUNT_DIR,
+    mount_dir: str = MOUNT_DIR,
     files: Iterable[str] = DEFAULT_FILES,
     excluded_namespaces: Iterable[str] = DEFAULT_EXCLUDED_NAMESPACES,
     own_namespace: str | None = None,

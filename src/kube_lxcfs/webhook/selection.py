@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kube_lxcfs.defaults import INJECT_KEY
 from kube_lxcfs.webhook.config import (
-    INJECT_KEY,
     MIRROR_ANNOTATION,
     SEED_OPT_OUT_ANNOTATION,
     InjectOptions,

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from kube_lxcfs.defaults import HEALTH_PORT, WEBHOOK_PORT
 from kube_lxcfs.webhook.admission import BadReviewError, review
 from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY, InjectOptions
 from kube_lxcfs.webhook.metrics import WebhookMetrics
@@ -40,8 +41,8 @@ class ServerOptions:
     cert_file: Path
     key_file: Path
     address: str = "0.0.0.0"
-    port: int = 8443
-    health_port: int = 8080
+    port: int = WEBHOOK_PORT
+    health_port: int = HEALTH_PORT
     tls_min_version: str = "1.2"
     tls_reload_interval: float = 10.0
     max_body_bytes: int = DEFAULT_MAX_BODY
@@ -103,6 +104,8 @@ class _HttpsServer(_DualStackServer):
                 _discard_unread(tls)
         except (OSError, ssl.SSLError) as exc:  # handshake failures, resets, timeouts
             log.debug("connection ended", extra={"peer": str(client_address), "error": str(exc)})
+        except Exception:  # a bug: one structured line (with its traceback), not stderr noise
+            log.exception("connection failed", extra={"peer": str(client_address)})
         finally:
             owner._track(tls, add=False)
             with contextlib.suppress(OSError):
@@ -126,6 +129,20 @@ def _discard_unread(conn: ssl.SSLSocket, limit: int = 16 << 20, seconds: float =
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 MAX_LINE = 65536
 MAX_HEADERS = 100
+
+
+def content_length(headers: dict[str, str]) -> int | None:
+    """The body length the client announced; ``None`` when absent, ValueError when malformed.
+
+    Only ASCII digits count: ``str.isdigit`` also accepts ``"\xb2"`` (superscript two),
+    which ``int`` then refuses.
+    """
+    text = headers.get("content-length")
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"bad Content-Length {text[:40]!r}")
+    return int(text)
 
 
 class _Reject(Exception):
@@ -228,11 +245,15 @@ class _AdmissionConnection:
     ) -> tuple[int, dict[str, Any] | None, bool]:
         """(status, JSON answer or None when the client is gone, keep the connection)."""
         owner = self.owner
-        length_text = headers.get("content-length", "")
-        if "transfer-encoding" in headers or not length_text.isdigit():
+        try:
+            length = content_length(headers)
+        except ValueError as exc:
+            self.linger = True
+            log.info("bad admission request", extra={"error": str(exc)})
+            return 400, {"message": str(exc)}, False
+        if "transfer-encoding" in headers or length is None:
             self.linger = True
             return 411, {"message": "Content-Length required"}, False
-        length = int(length_text)
         limit = owner.options.max_body_bytes
         if length > limit:
             self.linger = True  # the body stays unread: this connection is done
@@ -256,9 +277,12 @@ class _AdmissionConnection:
 
     def _skip_body(self, headers: dict[str, str]) -> bool:
         """Read and drop a small body so the connection can go on; False if it cannot."""
-        length = headers.get("content-length", "0")
-        if length.isdigit() and int(length) <= self.owner.options.max_body_bytes:
-            self.rfile.read(int(length))
+        try:
+            length = content_length(headers) or 0
+        except ValueError:
+            length = None
+        if length is not None and length <= self.owner.options.max_body_bytes:
+            self.rfile.read(length)
             return True
         self.linger = True
         return False
