@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from kube_lxcfs.cgroups.parse import parse_meminfo_kb
-from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, move_to_root, unique_name
+from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, unique_name
 from kube_lxcfs.tree import ProcTree, build_tree
 from kube_lxcfs.vfs import FsOptions
+from support.cgroups import move_to_root
 
 pytestmark = [
     pytest.mark.root,

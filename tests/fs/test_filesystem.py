@@ -250,9 +250,10 @@ def test_bind_mount_over_proc_meminfo(kube_lxcfs_fs: RunningFs) -> None:
 
 def test_reads_are_rendered_per_read_not_per_open(kube_lxcfs_fs: RunningFs) -> None:
     """lseek(0) on a kept-open fd renders again, for the cgroup the reader is in now."""
-    from kube_lxcfs.cgroups.transient import discover_layout, move_to_root
+    from kube_lxcfs.cgroups.transient import host_layout
+    from support.cgroups import move_to_root
 
-    layout = discover_layout()
+    layout = host_layout()
     with KeptOpenReader(
         kube_lxcfs_fs.path("proc/meminfo"),
         preexec_fn=lambda: move_to_root(0, layout=layout),
@@ -307,7 +308,7 @@ def test_a_removed_cgroup_while_a_file_is_open_falls_back_cleanly(
     kube_lxcfs_fs: RunningFs,
 ) -> None:
     """The reader's cgroup disappears between two reads of one open file."""
-    from kube_lxcfs.cgroups.transient import move_to_root
+    from support.cgroups import move_to_root
 
     with create_cgroup(unique_name(), Limits(memory=256 * MiB)) as cg:
         reader = KeptOpenReader(kube_lxcfs_fs.path("proc/meminfo"), start=cg.popen)

@@ -9,8 +9,8 @@ import stat
 import pytest
 
 from kube_lxcfs.fuse.daemon import mount_options, parse_mount_options
-from kube_lxcfs.fuse.mounts import parse_mounts
 from kube_lxcfs.fuse.operations import FuseError, TreeOperations
+from kube_lxcfs.mountinfo import parse_mountinfo
 from kube_lxcfs.vfs import Node
 
 
@@ -138,12 +138,12 @@ def test_mount_option_parsing_and_defaults() -> None:
     assert "nonempty" not in merged
 
 
-def test_parse_mounts_unescapes_and_keeps_order() -> None:
+def test_parse_mountinfo_unescapes_and_keeps_order() -> None:
     text = (
         "68 27 0:45 / /tmp/a\\040b rw,relatime - fuse.lxcfs lxcfs rw,allow_other\n"
         "69 68 0:46 / /tmp/a\\040b ro - fuse.lxcfs kube-lxcfs ro\n"
     )
-    assert [(e.mount_point, e.fstype, e.source, e.mount_id) for e in parse_mounts(text)] == [
+    assert [(e.mount_point, e.fstype, e.source, e.mount_id) for e in parse_mountinfo(text)] == [
         ("/tmp/a b", "fuse.lxcfs", "lxcfs", 68),
         ("/tmp/a b", "fuse.lxcfs", "kube-lxcfs", 69),
     ]

@@ -75,7 +75,7 @@ def _positive_int(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Generate, then write the files or print the Secret."""
-    from kube_lxcfs.certs import generate_bundle
+    from kube_lxcfs.deploy.certs import generate_bundle
     from kube_lxcfs.deploy.secrets import ca_bundle_b64, tls_secret, write_cert_files
 
     bundle = generate_bundle(

@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         mount_options.update(parse_mount_options(text))
     if args.debug:
         logging.getLogger().setLevel(logging.DEBUG)
-    restart = RestartHandling(
+    hooks = RestartHandling(
         args.mountpoint,
         on_stop=args.on_stop,
         state_dir=args.state_dir,
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_file=args.repair_metrics_file,
     )
     daemon = Daemon(
-        restart=restart,
+        hooks=hooks,
         mountpoint=args.mountpoint,
         fs_options=fs_options(args),
         mount_options=mount_options,

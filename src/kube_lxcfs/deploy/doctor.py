@@ -317,7 +317,7 @@ def _workloads(api: KubeApi, namespace: str) -> list[Finding]:
 
 
 def _ca_bundle(config: dict[str, Any], now: dt.datetime) -> tuple[Finding, bytes]:
-    from kube_lxcfs import certs  # cluster checks only: the node image has no cryptography
+    from kube_lxcfs.deploy import certs  # cluster checks only: the node image has no cryptography
 
     name = "caBundle"
     hooks = config.get("webhooks") or []
@@ -353,7 +353,7 @@ def _ca_bundle(config: dict[str, Any], now: dt.datetime) -> tuple[Finding, bytes
 def _serving_certificate(
     api: KubeApi, namespace: str, secret: str, service: str, *, bundle: bytes, now: dt.datetime
 ) -> Finding:
-    from kube_lxcfs import certs
+    from kube_lxcfs.deploy import certs
 
     name = "serving certificate"
     obj = api.get(f"/api/v1/namespaces/{namespace}/secrets/{secret}")

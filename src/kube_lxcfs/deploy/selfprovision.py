@@ -27,7 +27,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from kube_lxcfs import certs
+from kube_lxcfs.deploy import certs
 from kube_lxcfs.deploy.kubeapi import ApiError, KubeApi
 from kube_lxcfs.deploy.secrets import (
     TLS_CERT,

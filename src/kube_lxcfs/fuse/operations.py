@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.vfs import Node, VirtualTree
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 """Open flags that ask for more than reading."""
 
 
-class FuseError(OSError):
+class FuseError(KubeLxcfsError, OSError):
     """An errno answer to the kernel (mfusepy turns OSError.errno into the reply)."""
 
     def __init__(self, code: int) -> None:

@@ -5,7 +5,9 @@ then reports the same code as for a loop that died of an error (a refused INIT,
 say), so a failed daemon would exit 0.  Instead the stop signals are blocked in
 every thread and awaited by a watcher thread, which records the signal, asks
 libfuse to leave its loop (``fuse_exit``) and sends one request so the loop
-notices.  libfuse still unmounts on the way out.
+notices.  libfuse still unmounts on the way out.  Before ending the loop it runs the
+daemon's ``before_stop`` hook (``--on-stop=detach`` removes the containers' mounts there,
+while the filesystem still serves).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from kube_lxcfs.fuse.mounts import lazy_unmount
 
-log = logging.getLogger("kube_lxcfs.fuse.daemon")
+log = logging.getLogger(__name__)
 
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 READY_TIMEOUT = 30.0
@@ -51,8 +53,9 @@ def loop_exit_callable() -> Callable[[], None] | None:
 class StopSignals:
     """Owns SIGTERM/SIGINT/SIGHUP while the daemon serves ``mountpoint``."""
 
-    def __init__(self, mountpoint: Path) -> None:
+    def __init__(self, mountpoint: Path, before_stop: Callable[[], None] | None = None) -> None:
         self.mountpoint = mountpoint
+        self._before_stop = before_stop
         self.received: signal.Signals | None = None
         self._old_mask: set[signal.Signals] | None = None
         self._ready = threading.Event()
@@ -78,7 +81,13 @@ class StopSignals:
         received = signal.Signals(signal.sigwait(STOP_SIGNALS))
         self.received = received
         log.info("%s: stopping", received.name)
-        if self._ready.wait(READY_TIMEOUT) and self._exit_loop is not None:
+        ready = self._ready.wait(READY_TIMEOUT)
+        if self._before_stop is not None:
+            try:
+                self._before_stop()
+            except Exception:  # still stop, whatever happened
+                log.exception("before stop failed")
+        if ready and self._exit_loop is not None:
             self._exit_loop()
             # the loop sees the exit flag after its next request: one no cache can answer
             with contextlib.suppress(OSError):

@@ -19,15 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kube_lxcfs.defaults import MOUNT_DIR, STATE_DIR
+from kube_lxcfs.errors import KubeLxcfsError
+from kube_lxcfs.mountinfo import MountEntry, parse_mountinfo, topmost_at
 from kube_lxcfs.repair import fix, plan, scan
-from kube_lxcfs.repair.mountinfo import MountEntry, parse_mountinfo, topmost_at
 from kube_lxcfs.repair.plan import LiveFs, State
 from kube_lxcfs.repair.scan import Namespace
 
 log = logging.getLogger("kube_lxcfs.repair")
 
 
-class RepairError(Exception):
+class RepairError(KubeLxcfsError):
     """The pass cannot start at all (e.g. no live filesystem at the mount directory)."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.webhook.config import MODE_RUNTIME_CLASS, InjectOptions
 from kube_lxcfs.webhook.mutation import MalformedPodError, Mutation, plan_mutation
 from kube_lxcfs.webhook.runtimeclass import plan_runtime_class
@@ -46,7 +47,7 @@ OUTCOMES = (
 INTERNAL_ERROR_WARNING = "kube-lxcfs: internal error, pod admitted without the virtual /proc files"
 
 
-class BadReviewError(ValueError):
+class BadReviewError(KubeLxcfsError, ValueError):
     """The request body is not an AdmissionReview this webhook can answer (→ HTTP 400)."""
 
 

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from kube_lxcfs.defaults import MOUNT_DIR
+from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.files import INJECTED_FILES, KNOWN_DIRECTORIES
 
 # The API server caps objects near 3 MiB; reviews carry two. (Here, not in server.py,
@@ -48,7 +49,7 @@ INJECT_MODES = (MODE_HOSTPATH, MODE_RUNTIME_CLASS)
 DEFAULT_RUNTIME_CLASS = "kube-lxcfs"
 
 
-class ConfigError(ValueError):
+class ConfigError(KubeLxcfsError, ValueError):
     """An option value that cannot work (bad path, bad label selector)."""
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.webhook.config import STATUS_ANNOTATION, InjectedPath, InjectOptions
 from kube_lxcfs.webhook.structs import PatchOp
 
@@ -25,7 +26,7 @@ MAX_WARNINGS = 10
 MAX_WARNING_LENGTH = 240
 
 
-class MalformedPodError(ValueError):
+class MalformedPodError(KubeLxcfsError, ValueError):
     """The pod's spec has a shape the API would reject anyway (e.g. containers not a list)."""
 
 
