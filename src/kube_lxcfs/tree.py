@@ -38,10 +38,11 @@ from kube_lxcfs.files import (
     VirtualFile,
 )
 from kube_lxcfs.render_cache import CachePolicy
-from kube_lxcfs.runtime.sysinfo import SysinfoValues, sysinfo_values
 from kube_lxcfs.sys_mirror import SysMirror, path_pattern
+from kube_lxcfs.sysinfo import sysinfo_values
 from kube_lxcfs.table import bound
 from kube_lxcfs.vfs import FsOptions, Node
+from kube_lxcfs.views.sysinfo import SysinfoValues
 
 log = logging.getLogger(__name__)
 

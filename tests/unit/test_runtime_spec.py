@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from kube_lxcfs.files import INJECTED_FILES
 from kube_lxcfs.runtime.spec import WrapSettings, wrap_spec
-from kube_lxcfs.runtime.sysinfo import SYSINFO_SIZE, SysinfoValues, pack_sysinfo, unpack_sysinfo
 from kube_lxcfs.runtime.wrapper import load_settings, parse_invocation
+from kube_lxcfs.views.sysinfo import SYSINFO_SIZE, SysinfoValues, pack_sysinfo, unpack_sysinfo
 
 SETTINGS = WrapSettings(mount_dir="/var/lib/lxcfs", seccomp_socket="/run/kube-lxcfs/seccomp.sock")
 

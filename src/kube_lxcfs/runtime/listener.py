@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kube_lxcfs.runtime import seccomp
-from kube_lxcfs.runtime.sysinfo import SysinfoValues, pack_sysinfo
+from kube_lxcfs.views.sysinfo import SysinfoValues, pack_sysinfo
 
 log = logging.getLogger(__name__)
 
