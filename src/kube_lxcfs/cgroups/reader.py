@@ -95,7 +95,9 @@ def read_text(path: str) -> str:
             data = b"".join(chunks)
     finally:
         os.close(fd)
-    return data.decode("utf-8", "replace")
+    # surrogateescape: a cgroup path in /proc/<pid>/cgroup that is not UTF-8 still names its
+    # directory when joined back into a path ("replace" would name no directory at all)
+    return data.decode("utf-8", "surrogateescape")
 
 
 _CHUNK = 65536
