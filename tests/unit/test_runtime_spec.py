@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kube_lxcfs.runtime.spec import DEFAULT_FILES, WrapSettings, wrap_spec
+from kube_lxcfs.files import INJECTED_FILES
+from kube_lxcfs.runtime.spec import WrapSettings, wrap_spec
 from kube_lxcfs.runtime.wrapper import load_settings, parse_invocation
 from kube_lxcfs.views.sysinfo import SYSINFO_SIZE, SysinfoValues, pack_sysinfo, unpack_sysinfo
 
@@ -39,7 +40,7 @@ def destinations(spec: dict[str, Any]) -> list[str]:
 def test_adds_every_default_file_read_only_from_the_mount_dir() -> None:
     out, report = wrap_spec(base_spec(), SETTINGS)
     added = {m["destination"]: m for m in out["mounts"][2:]}
-    assert sorted(added) == sorted("/" + f for f in DEFAULT_FILES)
+    assert sorted(added) == sorted("/" + f.rstrip("/") for f in INJECTED_FILES)
     meminfo = added["/proc/meminfo"]
     assert meminfo["source"] == "/var/lib/lxcfs/proc/meminfo"
     assert meminfo["type"] == "bind"

@@ -40,6 +40,7 @@ MIN_HOST_PYTHON = (3, 10)
 PACKAGE_FILES = (
     "kube_lxcfs/__init__.py",
     "kube_lxcfs/defaults.py",
+    "kube_lxcfs/files.py",
     "kube_lxcfs/runtime/__init__.py",
     "kube_lxcfs/runtime/spec.py",
     "kube_lxcfs/runtime/wrapper.py",
