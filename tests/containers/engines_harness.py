@@ -1,11 +1,15 @@
 """Private Docker and Podman instances for tests (Debian's docker.io 20.10 and podman 4.3).
 
-Nothing of the machine's own is used or changed: dockerd gets its own config file, data-root,
+Nothing of the machine's own is used: dockerd gets its own config file, data-root,
 exec-root, pidfile and socket (and starts its own containerd under them); podman its own
 --root/--runroot and a containers.conf named by CONTAINERS_CONF. No network: dockerd runs
 with ``"bridge": "none"`` and iptables off, containers with ``--network none``. Images come
 from archives built here (``docker load``/``podman load``), never from a registry. Container
 cgroups go under a test-owned parent, removed afterwards; daemons are stopped by pid.
+
+Left behind on the machine, as neither 20.10 nor 4.3 can move them: dockerd's empty
+/run/docker/plugins directory, and podman's blob-info cache
+/var/lib/containers/cache/blob-info-cache-v1.boltdb (digests of loaded layers).
 
 The machine withholds CAP_SYS_RESOURCE from root, so dockerd keeps oom_score_adj 0 and podman
 gets rlimits at or below the current ones (its defaults raise them, which runc cannot do).
@@ -38,6 +42,7 @@ def docker_user_config(workdir: Path) -> dict[str, object]:
         "data-root": f"{workdir}/root",
         "exec-root": f"{workdir}/exec",
         "pidfile": f"{workdir}/docker.pid",
+        "deprecated-key-path": f"{workdir}/key.json",  # not /etc/docker/key.json
         "hosts": [f"unix://{workdir}/docker.sock"],
         "bridge": "none",
         "iptables": False,
@@ -208,7 +213,7 @@ class Podman:
             text=True,
             timeout=timeout,
             check=False,
-            env={**os.environ, "CONTAINERS_CONF": str(self.config)},
+            env={**os.environ, "CONTAINERS_CONF": str(self.config), "HOME": str(self.workdir)},
             stdin=subprocess.DEVNULL,
         )
         if check and proc.returncode != 0:

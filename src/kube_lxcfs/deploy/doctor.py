@@ -205,6 +205,7 @@ def engine_findings(
         ENGINES,
         RUNTIME_NAME,
         is_executable,
+        podman_conf_override,
         registered_launcher,
     )
     from kube_lxcfs.runtime.wrapper import listener_answers
@@ -218,6 +219,9 @@ def engine_findings(
         findings.append(Finding(FAIL, "wrapper", f"{launcher} is not an executable file", setup))
     if engine_name == "docker":
         findings.append(_dockerd_runtimes())
+    override = podman_conf_override(config, os.environ) if engine_name == "podman" else ""
+    if override:
+        findings.append(Finding(WARN, "podman config", override))
     if not seccomp_socket:
         findings.append(Finding(WARN, "sysinfo(2)", "no seccomp socket: the host's sysinfo"))
     elif listener_answers(seccomp_socket):
