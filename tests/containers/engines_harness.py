@@ -31,8 +31,8 @@ from pathlib import Path
 
 DOCKER = "/usr/bin/docker"
 """Debian's client, named by path: another docker may come first on PATH."""
-DOCKER_CGROUP_PARENT = "kube-lxcfs-test-docker"
-PODMAN_CGROUP_PARENT = "kube-lxcfs-test-podman"
+CGROUP_PARENT = "kube-lxcfs-test-{engine}-{workdir}"
+"""Containers' cgroups go under this (one per daemon: test runs of other checkouts overlap)."""
 READY_TIMEOUT = 60.0
 
 
@@ -50,7 +50,7 @@ def docker_user_config(workdir: Path) -> dict[str, object]:
         "ip-masq": False,
         "ip-forward": False,
         "oom-score-adjust": 0,
-        "cgroup-parent": f"/{DOCKER_CGROUP_PARENT}",
+        "cgroup-parent": "/" + CGROUP_PARENT.format(engine="docker", workdir=workdir.name),
         "storage-driver": "overlay2",
         "log-level": "warn",
         "runtimes": {"runc-debug": {"path": "/usr/sbin/runc", "runtimeArgs": ["--debug"]}},
@@ -158,7 +158,7 @@ def running_dockerd(config: Mapping[str, object] | None = None) -> Iterator[Dock
                 daemon.docker("rm", "-f", *ids, check=False, timeout=120)
         _stop(process)
         _unmount_under(workdir)
-        _remove_cgroups(DOCKER_CGROUP_PARENT)
+        _remove_cgroups(CGROUP_PARENT.format(engine="docker", workdir=workdir.name))
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -193,6 +193,11 @@ class Podman:
     @property
     def config(self) -> Path:
         return self.workdir / "containers.conf"
+
+    @property
+    def cgroup_parent(self) -> str:
+        """For ``podman run --cgroup-parent``."""
+        return "/" + CGROUP_PARENT.format(engine="podman", workdir=self.workdir.name)
 
     def podman(
         self, *args: str, timeout: float = 180, check: bool = True
@@ -234,5 +239,5 @@ def private_podman() -> Iterator[Podman]:
             podman.podman("rm", "-af", "-t", "0", check=False, timeout=120)
             podman.podman("system", "reset", "--force", check=False, timeout=120)
         _unmount_under(workdir)
-        _remove_cgroups(PODMAN_CGROUP_PARENT)
+        _remove_cgroups(podman.cgroup_parent.lstrip("/"))
         shutil.rmtree(workdir, ignore_errors=True)

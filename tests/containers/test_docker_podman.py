@@ -278,7 +278,7 @@ def podman(
 
 def podman_run(podman: Podman, runtime: str) -> subprocess.CompletedProcess[str]:
     limits = ["-m", f"{LIMIT_MIB}m", "--cpus", "1"]
-    args = ["run", "--rm", "--network", "none", "--cgroup-parent", "/kube-lxcfs-test-podman"]
+    args = ["run", "--rm", "--network", "none", "--cgroup-parent", podman.cgroup_parent]
     return podman.podman(
         *args, "--runtime", runtime, *limits, IMAGE, "sh", "-c", SCRIPT, check=False
     )
