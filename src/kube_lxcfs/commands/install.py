@@ -20,7 +20,7 @@ DESCRIPTION = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``install`` subcommand."""
     from kube_lxcfs.commands._options import add_cluster_options, add_dry_run_option
-    from kube_lxcfs.deploy.cli_values import add_value_options
+    from kube_lxcfs.commands._values import add_value_options
 
     parser = subparsers.add_parser("install", help=HELP, description=DESCRIPTION)
     add_value_options(parser)
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve values, render, apply, optionally wait."""
-    from kube_lxcfs.deploy.cli_values import values_or_usage_error
+    from kube_lxcfs.commands._values import values_or_usage_error
     from kube_lxcfs.deploy.kubeapi import ApiError, connect
     from kube_lxcfs.deploy.lifecycle import InstallError, install, wait_ready
     from kube_lxcfs.deploy.render import render

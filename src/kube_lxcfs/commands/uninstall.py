@@ -21,7 +21,7 @@ DESCRIPTION = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``uninstall`` subcommand."""
     from kube_lxcfs.commands._options import add_cluster_options, add_dry_run_option
-    from kube_lxcfs.deploy.cli_values import add_value_options
+    from kube_lxcfs.commands._values import add_value_options
 
     parser = subparsers.add_parser("uninstall", help=HELP, description=DESCRIPTION)
     add_value_options(parser)
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Delete in safe order, then report what is left to the user."""
-    from kube_lxcfs.deploy.cli_values import values_or_usage_error
+    from kube_lxcfs.commands._values import values_or_usage_error
     from kube_lxcfs.deploy.kubeapi import ApiError, connect, object_path
     from kube_lxcfs.deploy.lifecycle import (
         InstallError,

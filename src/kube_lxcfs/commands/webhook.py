@@ -66,8 +66,8 @@ def _bool_word(text: str) -> bool:
 
 
 def _server_default(name: str) -> Any:
-    """The default of a :class:`~kube_lxcfs.webhook.config.ServerOptions` field."""
-    from kube_lxcfs.webhook.config import ServerOptions
+    """The default of a :class:`~kube_lxcfs.webhook.options.ServerOptions` field."""
+    from kube_lxcfs.webhook.options import ServerOptions
 
     return {f.name: f.default for f in fields(ServerOptions)}[name]
 
@@ -377,7 +377,8 @@ class _ProvisionError(Exception):
 
 def run(args: argparse.Namespace) -> int:
     """Check the options, then serve until SIGTERM."""
-    from kube_lxcfs.webhook.config import ConfigError, ServerOptions, make_options
+    from kube_lxcfs.webhook.config import ConfigError, make_options
+    from kube_lxcfs.webhook.options import ServerOptions
     from kube_lxcfs.webhook.server import WebhookServer, serve_until_signalled
     from kube_lxcfs.webhook.tls import TlsLoadError
 

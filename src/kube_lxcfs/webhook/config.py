@@ -13,10 +13,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-from kube_lxcfs.defaults import HEALTH_PORT, MOUNT_DIR, WEBHOOK_PORT
+from kube_lxcfs.defaults import MOUNT_DIR
 from kube_lxcfs.errors import KubeLxcfsError
 
 # The API server caps objects near 3 MiB; reviews carry two. (Here, not in server.py,
@@ -209,24 +208,3 @@ def labels_match(labels: Mapping[str, object], wanted: tuple[str, str]) -> bool:
     if key not in labels:
         return False
     return value == "" or labels[key] == value
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """How the server listens; the CLI fills these from flags and env vars (and shows these
-    defaults). Here, not in server.py, so that building the CLI parser needs no TLS stack."""
-
-    cert_file: Path
-    key_file: Path
-    address: str = "0.0.0.0"
-    port: int = WEBHOOK_PORT
-    health_port: int = HEALTH_PORT
-    tls_min_version: str = "1.2"
-    tls_reload_interval: float = 10.0
-    max_body_bytes: int = DEFAULT_MAX_BODY
-    idle_timeout: float = 120.0  # keep-alive connections idle longer than this are closed
-    handshake_timeout: float = 10.0
-    max_connections: int = 1024  # one thread each; more are closed at once
-    shutdown_grace: float = 25.0  # how long SIGTERM waits for in-flight requests
-    shutdown_delay: float = 0.0  # readyz fails this long before the listener closes
-    inject: InjectOptions = field(default_factory=InjectOptions)

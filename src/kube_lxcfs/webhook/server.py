@@ -22,8 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from kube_lxcfs.webhook.admission import BadReviewError, ReviewOutcome, ReviewResult, review
-from kube_lxcfs.webhook.config import ServerOptions
 from kube_lxcfs.webhook.metrics import WebhookMetrics
+from kube_lxcfs.webhook.options import ServerOptions
 from kube_lxcfs.webhook.tls import ReloadingContext
 
 log = logging.getLogger("kube_lxcfs.webhook")
