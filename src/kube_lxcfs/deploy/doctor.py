@@ -109,7 +109,11 @@ def check_cgroups(mountinfo: str = "/proc/self/mountinfo") -> Check:
     return Check(OK, "cgroups", detail)
 
 
-def check_mount(mount_dir: str) -> Check:
+NODE_AGENT = "the node agent (kubectl -n lxcfs get pods -l app.kubernetes.io/component=node-agent)"
+"""Who mounts the filesystem on a Kubernetes node (what the fixes tell the user to start)."""
+
+
+def check_mount(mount_dir: str, agent: str = NODE_AGENT) -> Check:
     """The filesystem is mounted at ``mount_dir`` and its daemon is alive."""
     from kube_lxcfs.fuse.mounts import MountState, mount_at, mount_state
 
@@ -117,7 +121,6 @@ def check_mount(mount_dir: str) -> Check:
         state = mount_state(mount_dir)
     except OSError as exc:
         return Check(FAIL, "mount", f"{mount_dir}: {exc.strerror}")
-    agent = "the node agent (kubectl -n lxcfs get pods -l app.kubernetes.io/component=node-agent)"
     if state is MountState.MISSING:
         return Check(FAIL, "mount", f"{mount_dir} does not exist", f"start {agent}")
     if state is MountState.FREE:
@@ -133,7 +136,9 @@ def check_mount(mount_dir: str) -> Check:
     entry = mount_at(mount_dir)
     fstype = entry.fstype if entry else "?"
     if not fstype.startswith("fuse"):
-        return Check(WARN, "mount", f"{mount_dir} is a {fstype} mount, not FUSE", f"start {agent}")
+        return Check(
+            WARN, "mount", f"{mount_dir} is a {fstype} mount, not FUSE", f"start {agent}"
+        )
     return Check(OK, "mount", f"{mount_dir} mounted ({fstype}, {entry.source if entry else ''})")
 
 
@@ -183,12 +188,81 @@ def check_files(mount_dir: str, files: list[str], timeout: float = READ_TIMEOUT)
     return out
 
 
-def node_findings(mount_dir: str, files: list[str]) -> list[Check]:
-    """Every node check, in the order a person would debug."""
-    findings = [check_fuse(), check_cgroups(), check_mount(mount_dir)]
+def node_findings(mount_dir: str, files: list[str], agent: str = NODE_AGENT) -> list[Check]:
+    """Every node check, in the order a person would debug (``agent``: who mounts it)."""
+    findings = [check_fuse(), check_cgroups(), check_mount(mount_dir, agent)]
     if findings[-1].level != FAIL:
         findings += check_files(mount_dir, files)
     return findings
+
+
+def engine_findings(
+    engine_name: str, config: Path, seccomp_socket: str, mount_dir: str
+) -> list[Check]:
+    """Docker/Podman: the runtime ``kube-lxcfs`` registered, its launcher there, dockerd
+    having loaded it, and the daemon answering sysinfo(2) (setup-docker, setup-podman)."""
+    from kube_lxcfs.runtime.engines import (
+        ENGINES,
+        RUNTIME_NAME,
+        is_executable,
+        registered_launcher,
+    )
+    from kube_lxcfs.runtime.wrapper import listener_answers
+
+    setup = f"kube-lxcfs setup-{engine_name}"
+    launcher, why = registered_launcher(ENGINES[engine_name], config)
+    if launcher is None:
+        return [Check(FAIL, f"{engine_name} runtime", why, setup)]
+    findings = [Check(OK, f"{engine_name} runtime", f"'{RUNTIME_NAME}' → {launcher} ({config})")]
+    if not is_executable(launcher):
+        findings.append(Check(FAIL, "wrapper", f"{launcher} is not an executable file", setup))
+    if engine_name == "docker":
+        findings.append(_dockerd_runtimes())
+    if not seccomp_socket:
+        findings.append(Check(WARN, "sysinfo(2)", "no seccomp socket: the host's sysinfo"))
+    elif listener_answers(seccomp_socket):
+        findings.append(Check(OK, "sysinfo(2)", f"the daemon answers on {seccomp_socket}"))
+    else:
+        findings.append(
+            Check(
+                FAIL,
+                "sysinfo(2)",
+                f"nothing answers on {seccomp_socket}: containers start with the host's"
+                " sysinfo(2) (busybox free, _SC_PHYS_PAGES)",
+                f"run kube-lxcfs fs {mount_dir} (it listens there when mounted at the default"
+                " dir, or with --seccomp-socket)",
+            )
+        )
+    return findings
+
+
+def _dockerd_runtimes() -> Check:
+    """Whether the running dockerd has loaded the runtime (``docker info``; $DOCKER_HOST)."""
+    import subprocess
+
+    from kube_lxcfs.runtime.engines import RUNTIME_NAME
+
+    try:
+        proc = subprocess.run(
+            ["docker", "info", "--format", "{{json .Runtimes}}"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return Check(WARN, "dockerd", f"cannot ask dockerd: {exc}")
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or ["docker info failed"])[-1]
+        return Check(WARN, "dockerd", f"cannot ask dockerd: {detail}")
+    if f'"{RUNTIME_NAME}"' in proc.stdout:
+        return Check(OK, "dockerd", f"runtime '{RUNTIME_NAME}' loaded")
+    return Check(
+        FAIL,
+        "dockerd",
+        f"the running dockerd does not know the runtime '{RUNTIME_NAME}' yet",
+        "systemctl reload docker (or kill -HUP <dockerd pid>)",
+    )
 
 
 # ------------------------------------------------------------------ cluster
@@ -281,7 +355,9 @@ def _workloads(api: KubeApi, namespace: str) -> list[Check]:
     ds = api.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets/kube-lxcfs-agent")
     if ds is None:
         out.append(
-            Check(FAIL, "node agent", "DaemonSet kube-lxcfs-agent not found", "kube-lxcfs install")
+            Check(
+                FAIL, "node agent", "DaemonSet kube-lxcfs-agent not found", "kube-lxcfs install"
+            )
         )
     else:
         st = ds.get("status") or {}
@@ -299,7 +375,9 @@ def _workloads(api: KubeApi, namespace: str) -> list[Check]:
     dep = api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/kube-lxcfs-webhook")
     if dep is None:
         out.append(
-            Check(FAIL, "webhook", "Deployment kube-lxcfs-webhook not found", "kube-lxcfs install")
+            Check(
+                FAIL, "webhook", "Deployment kube-lxcfs-webhook not found", "kube-lxcfs install"
+            )
         )
     else:
         want = (dep.get("spec") or {}).get("replicas", 1)
@@ -333,7 +411,9 @@ def _ca_bundle(config: dict[str, Any], now: dt.datetime) -> tuple[Check, bytes]:
         bundle = base64.b64decode(raw.pop())
         cas = certs.load_certificates(bundle)
     except ValueError as exc:
-        return Check(FAIL, name, f"not a PEM certificate bundle: {exc}", "restart the webhook"), b""
+        return Check(
+            FAIL, name, f"not a PEM certificate bundle: {exc}", "restart the webhook"
+        ), b""
     expiry = min(c.not_valid_after_utc for c in cas)
     if expiry <= now:
         return Check(
@@ -427,7 +507,9 @@ def _namespaces(api: KubeApi, namespace: str, *, hardened_served: bool = False) 
         labels = ns["metadata"].get("labels") or {}
         level = labels.get("pod-security.kubernetes.io/enforce", "")
         if name == namespace:
-            out.append(Check(WARN, f"namespace {name}", "the install namespace is never injected"))
+            out.append(
+                Check(WARN, f"namespace {name}", "the install namespace is never injected")
+            )
         elif level in ("baseline", "restricted") and not hardened_served:
             out.append(
                 Check(

@@ -171,6 +171,8 @@ def serve(
         caller_pid=lambda: mfusepy.fuse_get_context()[2],
         on_init=on_ready,
     )
+    if stop is not None:
+        stop.count_open_files(lambda: len(operations.files))
     try:
         mfusepy.FUSE(
             operations,

@@ -289,6 +289,10 @@ def repair(
         known = (known or set()) | set(previous_devs)
     new_api = strategy is not fix.Strategy.BIND and fix.new_api_available()
     detached = _load_detached(state_dir, live.mount_dir) if state_dir else {}
+    if state_dir and not dry_run:
+        # Before the first swap: a daemon killed half-way through this pass leaves mounts of
+        # its own connection in containers, and a later start must know them as ours.
+        record_generation(state_dir, live.mount_dir, live.dev)
     for ns in scan.list_namespaces():
         mounts = _namespace_mounts(ns)
         if mounts is None:
@@ -315,7 +319,6 @@ def repair(
             )
     if state_dir and not dry_run:
         _state_file(state_dir, live.mount_dir).unlink(missing_ok=True)
-        record_generation(state_dir, live.mount_dir, live.dev)
     report.seconds = time.monotonic() - started
     _log_report(report, "repair")
     if metrics is not None and not dry_run:

@@ -20,8 +20,10 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
 import subprocess
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,12 +118,19 @@ def foreign_handler(text: str) -> bool:
     return re.search(rf"\.runtimes\.{re.escape(HANDLER)}\]", outside) is not None
 
 
-def launcher_script(zipapp: str = ZIPAPP) -> str:
-    """The host's ``kube-lxcfs-runc``: the zipapp on the host's python3."""
+def launcher_script(
+    zipapp: str = ZIPAPP, env: Mapping[str, str] | None = None, installer: str = "setup-node"
+) -> str:
+    """The host's ``kube-lxcfs-runc``: the zipapp on the host's python3.
+
+    ``env`` are wrapper settings (``KUBE_LXCFS_MOUNT_DIR`` ...) exported first: Docker and
+    Podman name only a path for a runtime, so the launcher is where non-default settings go."""
+    exports = "".join(f"export {key}={shlex.quote(value)}\n" for key, value in (env or {}).items())
     return (
         "#!/bin/sh\n"
-        "# kube-lxcfs runtime wrapper (installed by kube-lxcfs setup-node).\n"
+        f"# kube-lxcfs runtime wrapper (installed by kube-lxcfs {installer}).\n"
         "# Edits create/run bundles, then execs the real runtime (see its docs).\n"
+        f"{exports}"
         f'exec python3 "{zipapp}" "$@"\n'
     )
 

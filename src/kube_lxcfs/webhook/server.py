@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import signal
 import socket
 import ssl
@@ -106,6 +107,7 @@ def _discard_unread(conn: ssl.SSLSocket, limit: int = 16 << 20, seconds: float =
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 MAX_LINE = 65536
 MAX_HEADERS = 100
+HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 
 
 def content_length(headers: dict[str, str]) -> int | None:
@@ -202,6 +204,8 @@ class _AdmissionConnection:
         if len(parts) != 3:
             raise _Reject(400, f"bad request line {line[:100]!r}")
         method, target, version = parts
+        if not HTTP_VERSION.fullmatch(version):  # e.g. the rest of a body longer than announced
+            raise _Reject(400, f"bad HTTP version {version[:20]!r}")
         if not version.startswith("HTTP/1."):
             raise _Reject(505, f"HTTP version {version[:20]!r} not supported")
         headers: dict[str, str] = {}
@@ -285,6 +289,13 @@ class _HealthHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Another method than GET is the client's mistake: 405, not the standard library's 501
+        (this port answers anyone who can reach the pod; a 5xx would look like our fault)."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, "only GET is served here"
+        super().send_error(code, message, explain)
 
     def do_GET(self) -> None:
         owner: WebhookServer = self.server.owner  # type: ignore[attr-defined]
