@@ -21,8 +21,8 @@ DESCRIPTION = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``doctor`` subcommand."""
-    from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET
     from kube_lxcfs.commands._options import add_cluster_options
+    from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET
     from kube_lxcfs.deploy.values import DEFAULT_FILES, DEFAULT_NAMESPACE
 
     parser = subparsers.add_parser("doctor", help=HELP, description=DESCRIPTION)

@@ -136,9 +136,7 @@ def check_mount(mount_dir: str, agent: str = NODE_AGENT) -> Check:
     entry = mount_at(mount_dir)
     fstype = entry.fstype if entry else "?"
     if not fstype.startswith("fuse"):
-        return Check(
-            WARN, "mount", f"{mount_dir} is a {fstype} mount, not FUSE", f"start {agent}"
-        )
+        return Check(WARN, "mount", f"{mount_dir} is a {fstype} mount, not FUSE", f"start {agent}")
     return Check(OK, "mount", f"{mount_dir} mounted ({fstype}, {entry.source if entry else ''})")
 
 
@@ -355,9 +353,7 @@ def _workloads(api: KubeApi, namespace: str) -> list[Check]:
     ds = api.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets/kube-lxcfs-agent")
     if ds is None:
         out.append(
-            Check(
-                FAIL, "node agent", "DaemonSet kube-lxcfs-agent not found", "kube-lxcfs install"
-            )
+            Check(FAIL, "node agent", "DaemonSet kube-lxcfs-agent not found", "kube-lxcfs install")
         )
     else:
         st = ds.get("status") or {}
@@ -375,9 +371,7 @@ def _workloads(api: KubeApi, namespace: str) -> list[Check]:
     dep = api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/kube-lxcfs-webhook")
     if dep is None:
         out.append(
-            Check(
-                FAIL, "webhook", "Deployment kube-lxcfs-webhook not found", "kube-lxcfs install"
-            )
+            Check(FAIL, "webhook", "Deployment kube-lxcfs-webhook not found", "kube-lxcfs install")
         )
     else:
         want = (dep.get("spec") or {}).get("replicas", 1)
@@ -411,9 +405,7 @@ def _ca_bundle(config: dict[str, Any], now: dt.datetime) -> tuple[Check, bytes]:
         bundle = base64.b64decode(raw.pop())
         cas = certs.load_certificates(bundle)
     except ValueError as exc:
-        return Check(
-            FAIL, name, f"not a PEM certificate bundle: {exc}", "restart the webhook"
-        ), b""
+        return Check(FAIL, name, f"not a PEM certificate bundle: {exc}", "restart the webhook"), b""
     expiry = min(c.not_valid_after_utc for c in cas)
     if expiry <= now:
         return Check(
@@ -507,9 +499,7 @@ def _namespaces(api: KubeApi, namespace: str, *, hardened_served: bool = False) 
         labels = ns["metadata"].get("labels") or {}
         level = labels.get("pod-security.kubernetes.io/enforce", "")
         if name == namespace:
-            out.append(
-                Check(WARN, f"namespace {name}", "the install namespace is never injected")
-            )
+            out.append(Check(WARN, f"namespace {name}", "the install namespace is never injected"))
         elif level in ("baseline", "restricted") and not hardened_served:
             out.append(
                 Check(
