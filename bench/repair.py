@@ -32,19 +32,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from kube_lxcfs import linux  # noqa: E402
+from kube_lxcfs.files import INJECTED_FILES  # noqa: E402
 from kube_lxcfs.mountinfo import parse_mountinfo, topmost_at  # noqa: E402
 from kube_lxcfs.repair import repair  # noqa: E402
 
 FILES = (
-    "proc/cpuinfo",
-    "proc/diskstats",
-    "proc/meminfo",
-    "proc/stat",
-    "proc/swaps",
-    "proc/uptime",
-    "proc/loadavg",
+    *(path for path in INJECTED_FILES if not path.endswith("/")),
     "sys/devices/system/cpu/online",
 )
+"""The files a pod gets by default, and one file of the CPU directory it gets."""
 
 
 def _source_at(path: Path) -> str | None:

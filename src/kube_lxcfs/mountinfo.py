@@ -87,7 +87,9 @@ def parse_line(line: str) -> MountEntry:
 
 def parse_mountinfo(text: str) -> list[MountEntry]:
     """All entries of a mountinfo text, in the kernel's order; blank lines ignored."""
-    return [parse_line(line) for line in text.splitlines() if line.strip()]
+    # split at "\n" only: the kernel escapes only space, tab, newline and backslash in paths,
+    # and str.splitlines would also split a mount point holding "\r" or "\v"
+    return [parse_line(line) for line in text.split("\n") if line.strip()]
 
 
 def topmost_at(mounts: list[MountEntry], mount_point: str) -> MountEntry | None:

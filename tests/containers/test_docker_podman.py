@@ -201,6 +201,35 @@ def test_docker_run_with_runc_stays_untouched(dockerd: Dockerd, timed) -> None:
     assert_host(parse(proc.stdout))
 
 
+def test_docker_update_is_seen_by_the_running_container(dockerd: Dockerd, timed) -> None:
+    """``docker update`` changes the limits in place (runc update): the next read shows them,
+    /proc and sysinfo(2) alike, without a restart."""
+    limits = ["-m", f"{LIMIT_MIB}m", "--cpus", "1"]
+    args = ["run", "-d", "--network", "none", "--runtime", "kube-lxcfs", *limits]
+    box = dockerd.docker(*args, IMAGE, "sleep", "3600").stdout.strip()
+    try:
+
+        def seen() -> dict[str, object]:
+            return parse(dockerd.docker("exec", box, "sh", "-c", SCRIPT).stdout)
+
+        assert seen() == expected_limited()
+        dockerd.docker("update", "-m", "1g", "--memory-swap", "2g", "--cpus", "2", box)
+        started = time.monotonic()
+        bigger = {
+            "free_total_mib": 1024,
+            "sysinfo_totalram": 1 << 30,
+            "phys_pages_bytes": 1 << 30,
+            "nprocessors_onln": 2,
+            "cpuinfo_processors": 2,
+            "online": "0-1",
+            "meminfo_total_kib": 1 << 20,
+        }
+        wait_for(lambda: seen() == bigger, 10, "the container to see 1 GiB and 2 CPUs")
+        timed("docker update 512m/1 CPU -> 1g/2 CPUs seen by docker exec", started)
+    finally:
+        dockerd.docker("rm", "-f", box, check=False)
+
+
 def test_doctor_sees_docker_wired(dockerd: Dockerd, sysinfo_node: tuple[Path, Path]) -> None:
     mount_dir, socket = sysinfo_node
     bindir = dockerd.workdir / "bin"

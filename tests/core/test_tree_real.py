@@ -163,7 +163,7 @@ def test_loadavg_counts_a_busy_process(tree: ProcTree) -> None:
         assert first == f"0.00 0.00 0.00 0/1 {busy.pid}\n".encode()
         now = time.monotonic()
         for step in range(1, 13):  # one simulated minute of 5-second steps
-            tree.sampler.tick(now + 5 * step + 10)
+            tree.context.sampler.tick(now + 5 * step + 10)
         # the first render is kept for the usage period (100 ms): poll for the new one
         later = wait_for(
             lambda: tree.read("/proc/loadavg", busy.pid) != first, what="a new loadavg render"
@@ -178,7 +178,7 @@ def test_loadavg_counts_a_busy_process(tree: ProcTree) -> None:
 
 def test_host_pid_1_reads_the_hosts_uptime(tree: ProcTree) -> None:
     # On some kernels even root may not read /proc/1/ns/pid; pid 1 is still ours.
-    assert tree.processes.namespace_init(1) == 1
+    assert tree.context.processes.namespace_init(1) == 1
     with open("/proc/uptime") as f:
         host_age = float(f.read().split()[0])
     age = float(tree.read("/proc/uptime", 1).split()[0])
@@ -189,8 +189,9 @@ def test_diskstats_is_never_emptier_than_the_kernel_allows(tree: ProcTree) -> No
     with create_cgroup(unique_name("kube-lxcfs-test-core"), Limits()) as cg:
         proc = cg.popen(["sleep", "300"])
         ours = tree.read("/proc/diskstats", proc.pid).decode()
-        _, io_cgroup = tree.cgroups.locate(tree.processes.cgroups(proc.pid), "blkio")
-        snapshot = tree.cgroups.io(tree.processes.cgroups(proc.pid))
+        entries = tree.context.processes.cgroups(proc.pid)
+        _, io_cgroup = tree.context.cgroups.locate(entries, "blkio")
+        snapshot = tree.context.cgroups.io(entries)
         with open("/proc/diskstats") as f:
             host_devices = [line.split()[2] for line in f]
         if snapshot is None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, unique_name
+from kube_lxcfs.files import FILES, Presence
 from kube_lxcfs.fuse.mounts import MountState, mount_at, mount_state
 from support.fsdaemons import RunningFs, start_kube_lxcfs
 from support.readers import (
@@ -290,10 +291,10 @@ def test_small_reads_and_reads_at_offsets_are_consistent(kube_lxcfs_fs: RunningF
 
 
 def test_every_served_file_reads(kube_lxcfs_fs: RunningFs) -> None:
-    names = ["cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime", "slabinfo"]
+    rows = [f for f in FILES if f.path.startswith("/proc/")]
+    names = [f.path[6:] for f in rows if f.present is Presence.ALWAYS]
     assert set(names) <= set(os.listdir(kube_lxcfs_fs.path("proc")))
-    if Path("/proc/pressure").is_dir():
-        names += ["pressure/cpu", "pressure/io", "pressure/memory"]
+    names += [f.path[6:] for f in rows if f.present is Presence.HOST_FILE and Path(f.path).exists()]
     with create_cgroup(unique_name(), Limits(memory=64 * MiB)) as cg:
         got = _read(kube_lxcfs_fs, *[f"proc/{n}" for n in names], cgroup=cg)
     for name, text in got.items():

@@ -17,11 +17,15 @@ PACKAGE = Path(kube_lxcfs.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors"}),  # the root of the exception tree
     # foundations: stdlib only, importable by everything (the runtime wrapper's zipapp too)
-    frozenset({"kube_lxcfs", "defaults", "linux", "mountinfo", "vfs", "jsonlog"}),
+    frozenset({"kube_lxcfs", "defaults", "linux", "mountinfo", "vfs", "jsonlog", "files"}),
+    frozenset({"ttl_cache", "files_text"}),  # short-lived values; the file table as text
     frozenset({"cgroups"}),  # cgroup discovery, parsers, typed snapshots
     frozenset({"views"}),  # pure renderers
-    frozenset({"sampler"}),  # loadavg state
-    frozenset({"tree"}),  # the virtual tree over cgroups and renderers
+    frozenset({"sampler", "render_cache", "sys_mirror"}),  # loadavg state, kept renders, /sys
+    frozenset({"context"}),  # what renderers draw on: host files, processes, cgroups, caches
+    frozenset({"table"}),  # each row of the file table bound to its renderer
+    frozenset({"sysinfo"}),  # sysinfo(2) figures from the same context
+    frozenset({"tree"}),  # the virtual tree: routing over the table
     # shells that serve the tree or the cluster, each on its own
     frozenset({"runtime", "webhook", "repair"}),
     frozenset({"fuse"}),  # the daemon: serves the tree, answers sysinfo, calls repair's hooks

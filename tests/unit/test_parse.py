@@ -150,6 +150,22 @@ def test_proc_cgroup_v1_and_unified() -> None:
     )
 
 
+@pytest.mark.parametrize("splitter", ["\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028"])
+def test_proc_cgroup_breaks_lines_at_newline_only(splitter: str) -> None:
+    """The kernel refuses only ``\n`` in a cgroup name (docs/security.md)."""
+    text = f"4:memory:/x{splitter}4:memory:/victim\n0::/\n"
+    assert parse_proc_cgroup(text)[0] == CgroupEntry(
+        4, ("memory",), f"/x{splitter}4:memory:/victim"
+    )
+    assert len(parse_proc_cgroup(text)) == 2
+
+
+def test_mountinfo_breaks_lines_at_newline_only() -> None:
+    line = "36 25 0:30 / /run/odd\x0bname rw,nosuid - tmpfs tmpfs rw\n"
+    (entry,) = parse_mountinfo(line)
+    assert entry.mount_point == "/run/odd\x0bname"
+
+
 @pytest.mark.parametrize("text", ["memory:/x", "x:memory:/a", "4:memory:relative"])
 def test_proc_cgroup_malformed(text: str) -> None:
     with pytest.raises(ParseError):

@@ -29,13 +29,24 @@ class CgroupEntry(NamedTuple):
 
 
 @functools.lru_cache(maxsize=4096)
+def kernel_lines(text: str) -> list[str]:
+    """The lines of a kernel file that carries names chosen by others: split at ``\n`` only.
+
+    ``str.splitlines`` also splits at ``\r``, ``\v``, ``\f``, ``\x1c``-``\x1e``, U+0085 and
+    U+2028, which a cgroup name (the kernel refuses only ``\n``), a comm or a mount path may
+    contain: a process in a cgroup named ``x\r4:memory:/other`` would otherwise be read as a
+    member of ``/other`` and be shown that cgroup's limits.
+    """
+    return text.split("\n")
+
+
 def parse_proc_cgroup(text: str) -> tuple[CgroupEntry, ...]:
     """Parse /proc/<pid>/cgroup.  The path may contain ':' and starts with '/'.
 
     Memoized on the text: many readers share a few cgroups, and the result is immutable.
     """
     entries = []
-    for line in text.splitlines():
+    for line in kernel_lines(text):
         if not line:
             continue
         parts = line.split(":", 2)
@@ -310,7 +321,7 @@ def parse_pid_status(text: str) -> PidStatus:
     """Extract PPid and NSpid from /proc/<pid>/status."""
     ppid: int | None = None
     nspid: tuple[int, ...] = ()
-    for line in text.splitlines():
+    for line in kernel_lines(text):  # the Name: line holds the process's own comm
         if line.startswith("PPid:"):
             ppid = parse_int(line[5:], "status PPid")
         elif line.startswith("NSpid:"):

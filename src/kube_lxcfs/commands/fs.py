@@ -8,14 +8,15 @@ from pathlib import Path
 
 from kube_lxcfs.commands._options import add_logging_options
 from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET, STATE_DIR
+from kube_lxcfs.files_text import names_in
 from kube_lxcfs.vfs import FsOptions
 
 HELP = "Mount the virtual /proc and /sys/devices/system/cpu filesystem (FUSE, foreground)."
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Mount a read-only FUSE filesystem at MOUNTPOINT with lxcfs's layout:
-  proc/{cpuinfo,diskstats,loadavg,meminfo,stat,swaps,uptime,slabinfo}
-  proc/pressure/{cpu,io,memory}   (when the host has PSI)
+  proc/{names_in("/proc")}
+  proc/pressure/{names_in("/proc/pressure")}   (when the host has PSI)
   sys/devices/system/cpu/         (online/offline and cpuN/online from the cgroup)
 Each read is rendered from the cgroup of the process that reads, so a container
 that bind-mounts these files over its /proc sees its own limits.

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from kube_lxcfs.commands._options import add_logging_options
 from kube_lxcfs.defaults import MOUNT_DIR
+from kube_lxcfs.files_text import names_in
 from kube_lxcfs.sandbox.quantity import (
     CPUSET_FORMS,
     QuantityError,
@@ -29,7 +30,7 @@ DESCRIPTION = f"""\
 
 COMMAND runs in a new cgroup with the given limits (cgroup v1, hybrid or v2) and in a private
 mount namespace where the files of a kube-lxcfs filesystem are bound read-only over
-/proc/{{cpuinfo,diskstats,loadavg,meminfo,stat,swaps,uptime}} and /sys/devices/system/cpu,
+/proc/{names_in("/proc", injected_only=True)} and /sys/devices/system/cpu,
 exactly as the admission webhook does in a pod.  So free, top, htop, nproc, os.cpu_count()
 and friends report the limits instead of the machine.
 

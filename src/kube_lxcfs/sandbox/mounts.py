@@ -11,13 +11,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from kube_lxcfs import linux
+from kube_lxcfs import files, linux
 from kube_lxcfs.linux import MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE
-from kube_lxcfs.webhook.config import DEFAULT_FILES
 
-INJECTED_FILES = tuple(path for path in DEFAULT_FILES if not path.endswith("/"))
+INJECTED_FILES = tuple(path for path in files.INJECTED_FILES if not path.endswith("/"))
 """Files of the daemon's mount bound over the same path under ``/`` (the webhook's list)."""
-INJECTED_DIRS = tuple(path.rstrip("/") for path in DEFAULT_FILES if path.endswith("/"))
+INJECTED_DIRS = tuple(path.rstrip("/") for path in files.INJECTED_FILES if path.endswith("/"))
 """Directories bound the same way (glibc's CPU count reads ``cpu/online``, htop ``cpuN/``)."""
 
 
