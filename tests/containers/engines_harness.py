@@ -1,11 +1,15 @@
 """Private Docker and Podman instances for tests (Debian's docker.io 20.10 and podman 4.3).
 
-Nothing of the machine's own is used or changed: dockerd gets its own config file, data-root,
+Nothing of the machine's own is used: dockerd gets its own config file, data-root,
 exec-root, pidfile and socket (and starts its own containerd under them); podman its own
 --root/--runroot and a containers.conf named by CONTAINERS_CONF. No network: dockerd runs
 with ``"bridge": "none"`` and iptables off, containers with ``--network none``. Images come
 from archives built here (``docker load``/``podman load``), never from a registry. Container
 cgroups go under a test-owned parent, removed afterwards; daemons are stopped by pid.
+
+Left behind on the machine, as neither 20.10 nor 4.3 can move them: dockerd's empty
+/run/docker/plugins directory, and podman's blob-info cache
+/var/lib/containers/cache/blob-info-cache-v1.boltdb (digests of loaded layers).
 
 The machine withholds CAP_SYS_RESOURCE from root, so dockerd keeps oom_score_adj 0 and podman
 gets rlimits at or below the current ones (its defaults raise them, which runc cannot do).
@@ -27,8 +31,8 @@ from pathlib import Path
 
 DOCKER = "/usr/bin/docker"
 """Debian's client, named by path: another docker may come first on PATH."""
-DOCKER_CGROUP_PARENT = "kube-lxcfs-test-docker"
-PODMAN_CGROUP_PARENT = "kube-lxcfs-test-podman"
+CGROUP_PARENT = "kube-lxcfs-test-{engine}-{workdir}"
+"""Containers' cgroups go under this (one per daemon: test runs of other checkouts overlap)."""
 READY_TIMEOUT = 60.0
 
 
@@ -38,6 +42,7 @@ def docker_user_config(workdir: Path) -> dict[str, object]:
         "data-root": f"{workdir}/root",
         "exec-root": f"{workdir}/exec",
         "pidfile": f"{workdir}/docker.pid",
+        "deprecated-key-path": f"{workdir}/key.json",  # not /etc/docker/key.json
         "hosts": [f"unix://{workdir}/docker.sock"],
         "bridge": "none",
         "iptables": False,
@@ -45,7 +50,7 @@ def docker_user_config(workdir: Path) -> dict[str, object]:
         "ip-masq": False,
         "ip-forward": False,
         "oom-score-adjust": 0,
-        "cgroup-parent": f"/{DOCKER_CGROUP_PARENT}",
+        "cgroup-parent": "/" + CGROUP_PARENT.format(engine="docker", workdir=workdir.name),
         "storage-driver": "overlay2",
         "log-level": "warn",
         "runtimes": {"runc-debug": {"path": "/usr/sbin/runc", "runtimeArgs": ["--debug"]}},
@@ -153,7 +158,7 @@ def running_dockerd(config: Mapping[str, object] | None = None) -> Iterator[Dock
                 daemon.docker("rm", "-f", *ids, check=False, timeout=120)
         _stop(process)
         _unmount_under(workdir)
-        _remove_cgroups(DOCKER_CGROUP_PARENT)
+        _remove_cgroups(CGROUP_PARENT.format(engine="docker", workdir=workdir.name))
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -189,6 +194,11 @@ class Podman:
     def config(self) -> Path:
         return self.workdir / "containers.conf"
 
+    @property
+    def cgroup_parent(self) -> str:
+        """For ``podman run --cgroup-parent``."""
+        return "/" + CGROUP_PARENT.format(engine="podman", workdir=self.workdir.name)
+
     def podman(
         self, *args: str, timeout: float = 180, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
@@ -208,7 +218,7 @@ class Podman:
             text=True,
             timeout=timeout,
             check=False,
-            env={**os.environ, "CONTAINERS_CONF": str(self.config)},
+            env={**os.environ, "CONTAINERS_CONF": str(self.config), "HOME": str(self.workdir)},
             stdin=subprocess.DEVNULL,
         )
         if check and proc.returncode != 0:
@@ -229,5 +239,5 @@ def private_podman() -> Iterator[Podman]:
             podman.podman("rm", "-af", "-t", "0", check=False, timeout=120)
             podman.podman("system", "reset", "--force", check=False, timeout=120)
         _unmount_under(workdir)
-        _remove_cgroups(PODMAN_CGROUP_PARENT)
+        _remove_cgroups(podman.cgroup_parent.lstrip("/"))
         shutil.rmtree(workdir, ignore_errors=True)

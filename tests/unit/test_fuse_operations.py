@@ -8,6 +8,7 @@ import stat
 
 import pytest
 
+from kube_lxcfs.fuse import operations
 from kube_lxcfs.fuse.daemon import mount_options, parse_mount_options
 from kube_lxcfs.fuse.operations import FuseError, TreeOperations
 from kube_lxcfs.mountinfo import parse_mountinfo
@@ -147,3 +148,22 @@ def test_parse_mountinfo_unescapes_and_keeps_order() -> None:
         ("/tmp/a b", "fuse.lxcfs", "lxcfs", 68),
         ("/tmp/a b", "fuse.lxcfs", "kube-lxcfs", 69),
     ]
+
+
+def test_kept_snapshots_stay_within_their_budget(
+    ops: TreeOperations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files held open after one read each (a pod opening a million) keep at most the budget;
+    the oldest snapshot is forgotten and its next read renders afresh (docs/security.md)."""
+    monkeypatch.setattr(operations, "SNAPSHOT_BUDGET", 10 * (operations.ENTRY_COST + 30))
+    handles = [ops.open("/proc/meminfo", os.O_RDONLY) for _ in range(100)]
+    for fh in handles:
+        ops.read("/proc/meminfo", 5, 0, fh)
+    assert ops.open_count == 100
+    assert len(ops.files) <= 10
+    assert handles[0] not in ops.files and handles[-1] in ops.files
+    assert ops.read("/proc/meminfo", 100, 5, handles[0]).endswith(b"#101\n")  # fresh render
+    assert ops.read("/proc/meminfo", 100, 5, handles[-1]).endswith(b"#100\n")  # its own
+    for fh in handles:
+        ops.release("/proc/meminfo", fh)
+    assert ops.files == {} and ops.open_count == 0

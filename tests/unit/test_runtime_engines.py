@@ -20,6 +20,7 @@ from kube_lxcfs.runtime.engines import (
     docker_registered,
     docker_with_runtime,
     docker_without_runtime,
+    podman_conf_override,
     podman_registered,
     podman_with_runtime,
     podman_without_runtime,
@@ -143,3 +144,31 @@ def test_undo_of_our_own_drop_in_removes_it(tmp_path: Path) -> None:
     report = undo_engine(podman, config=dropin)
     assert report.ok and not dropin.exists(), report.lines
     assert undo_engine(podman, config=dropin).lines[0].startswith("unchanged")
+
+
+def test_no_permission_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """As a user who may not write the config: one line naming the path, exit 1."""
+    import subprocess
+
+    tmp_path.chmod(0o755)
+    config = tmp_path / "daemon.json"
+    config.write_text("{}")
+    nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    proc = subprocess.run(
+        [*nobody, sys.executable, "-m", "kube_lxcfs", "setup-docker", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Permission denied (run it as root)" in proc.stderr
+    assert config.read_text() == "{}"
+
+
+def test_containers_conf_in_the_environment_is_pointed_out() -> None:
+    dropin = Path("/etc/containers/containers.conf.d/99-kube-lxcfs.conf")
+    assert podman_conf_override(dropin, {}) == ""
+    assert podman_conf_override(Path("/srv/c.conf"), {"CONTAINERS_CONF": "/srv/c.conf"}) == ""
+    warning = podman_conf_override(dropin, {"CONTAINERS_CONF": "/srv/c.conf"})
+    assert "setup-podman --config /srv/c.conf" in warning

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -113,21 +114,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print one line per step; 1 if the engine's config could not be edited."""
-    from kube_lxcfs.runtime.engines import ENGINES, setup_engine, undo_engine, wrapper_env
+    from kube_lxcfs.runtime.engines import (
+        ENGINES,
+        podman_conf_override,
+        setup_engine,
+        undo_engine,
+        wrapper_env,
+    )
 
     command = f"kube-lxcfs setup-{args.engine}"
     args.config, args.prefix = args.config.absolute(), args.prefix.absolute()
-    if args.config.is_dir():
-        print(f"{command}: --config {args.config} is a directory", file=sys.stderr)
-        return 2
     engine = ENGINES[args.engine]
-    if args.undo:
-        report = undo_engine(engine, config=args.config, dry_run=args.dry_run)
-    else:
-        env = wrapper_env(args.mount_dir, args.seccomp_socket, args.oci_runtime)
-        report = setup_engine(
-            engine, config=args.config, prefix=args.prefix, env=env, dry_run=args.dry_run
-        )
+    try:
+        if args.config.is_dir():
+            print(f"{command}: --config {args.config} is a directory", file=sys.stderr)
+            return 2
+        if args.undo:
+            report = undo_engine(engine, config=args.config, dry_run=args.dry_run)
+        else:
+            env = wrapper_env(args.mount_dir, args.seccomp_socket, args.oci_runtime)
+            report = setup_engine(
+                engine, config=args.config, prefix=args.prefix, env=env, dry_run=args.dry_run
+            )
+    except OSError as exc:
+        hint = " (run it as root)" if isinstance(exc, PermissionError) else ""
+        print(f"{command}: {exc.filename or ''}: {exc.strerror}{hint}", file=sys.stderr)
+        return 1
     for line in report.lines:
         print(line)
+    override = podman_conf_override(args.config, os.environ) if args.engine == "podman" else ""
+    if override:
+        print(f"warning: {override}")
     return 0 if report.ok else 1

@@ -203,6 +203,7 @@ def engine_findings(
         ENGINES,
         RUNTIME_NAME,
         is_executable,
+        podman_conf_override,
         registered_launcher,
     )
     from kube_lxcfs.runtime.wrapper import listener_answers
@@ -216,6 +217,9 @@ def engine_findings(
         findings.append(Check(FAIL, "wrapper", f"{launcher} is not an executable file", setup))
     if engine_name == "docker":
         findings.append(_dockerd_runtimes())
+    override = podman_conf_override(config, os.environ) if engine_name == "podman" else ""
+    if override:
+        findings.append(Finding(WARN, "podman config", override))
     if not seccomp_socket:
         findings.append(Check(WARN, "sysinfo(2)", "no seccomp socket: the host's sysinfo"))
     elif listener_answers(seccomp_socket):

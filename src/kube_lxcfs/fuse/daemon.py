@@ -172,7 +172,7 @@ def serve(
         on_init=on_ready,
     )
     if stop is not None:
-        stop.count_open_files(lambda: len(operations.files))
+        stop.count_open_files(lambda: operations.open_count)
     try:
         mfusepy.FUSE(
             operations,

@@ -326,6 +326,17 @@ def undo_engine(engine: Engine, *, config: Path, dry_run: bool = False) -> Setup
     return report
 
 
+def podman_conf_override(config: Path, environ: Mapping[str, str]) -> str:
+    """A warning when ``CONTAINERS_CONF`` makes podman read only another file than ``config``."""
+    named = environ.get("CONTAINERS_CONF")
+    if not named or Path(named).absolute() == config:
+        return ""
+    return (
+        f"CONTAINERS_CONF={named} is set: podman then reads only that file, not {config};"
+        f" run kube-lxcfs setup-podman --config {named}"
+    )
+
+
 def registered_launcher(engine: Engine, config: Path) -> tuple[str | None, str]:
     """(the registered launcher or None, why not) for ``kube-lxcfs doctor``."""
     text = _read(config)

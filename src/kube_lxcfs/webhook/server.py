@@ -241,7 +241,12 @@ class _AdmissionConnection:
             return 413, {"message": f"body of {length} bytes exceeds {limit}"}, False
         if headers.get("expect", "").lower() == "100-continue":
             self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:  # a stalled client: its fault, not a 500
+            return 408, {"message": "the body did not arrive within the idle timeout"}, False
+        except OSError:
+            return 400, None, False  # the client went away mid-body
         if len(body) != length:
             return 400, None, False  # the client went away mid-body
         content_type = headers.get("content-type", "application/json")
