@@ -31,7 +31,7 @@ LIMIT_MIB = 512
 # free -m (busybox: sysinfo(2)), the static glibc probe (sysinfo(2), sysconf), then /proc readers.
 SCRIPT = (
     "free -m; echo ---; sysinfo-probe; echo ---; grep -c ^processor /proc/cpuinfo; "
-    "cat /sys/devices/system/cpu/online; head -1 /proc/meminfo"
+    "cat /sys/devices/system/cpu/online; head -1 /proc/meminfo; echo ---; uptime"
 )
 
 pytestmark = pytest.mark.skipif(
@@ -93,7 +93,7 @@ def setup_args(engine: str, config: Path, prefix: Path, node: tuple[Path, Path])
 
 def parse(out: str) -> dict[str, object]:
     """The script's output as named values."""
-    free, probe, proc = out.split("---\n")
+    free, probe, proc, uptime = out.split("---\n")
     mem = next(line for line in free.splitlines() if line.startswith("Mem:")).split()
     values = dict(line.split() for line in probe.splitlines() if line)
     processors, online, meminfo = proc.splitlines()[:3]
@@ -105,6 +105,7 @@ def parse(out: str) -> dict[str, object]:
         "cpuinfo_processors": int(processors),
         "online": online,
         "meminfo_total_kib": int(meminfo.split()[1]),
+        "busybox_uptime_up_0_min": "up 0 min" in uptime,  # sysinfo(2): the container's age
     }
 
 
@@ -117,6 +118,7 @@ def expected_limited() -> dict[str, object]:
         "cpuinfo_processors": 1,
         "online": "0",
         "meminfo_total_kib": LIMIT_MIB << 10,
+        "busybox_uptime_up_0_min": True,
     }
 
 
@@ -216,6 +218,7 @@ def test_docker_update_is_seen_by_the_running_container(dockerd: Dockerd, timed)
         dockerd.docker("update", "-m", "1g", "--memory-swap", "2g", "--cpus", "2", box)
         started = time.monotonic()
         bigger = {
+            **expected_limited(),
             "free_total_mib": 1024,
             "sysinfo_totalram": 1 << 30,
             "phys_pages_bytes": 1 << 30,
