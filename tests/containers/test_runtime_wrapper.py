@@ -22,7 +22,8 @@ import pytest
 from fidelity import DOC, MEASURED, ROWS, Row, Verdict, load_columns, measure_all, render
 from runc_harness import Resources, Runc
 
-from support.fsdaemons import start_kube_lxcfs, wait_for
+from support.fsdaemons import start_kube_lxcfs
+from support.waiting import wait_for
 
 MiB = 1024 * 1024
 LIMIT = 256 * MiB

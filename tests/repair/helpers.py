@@ -15,27 +15,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from kube_lxcfs import linux
 from kube_lxcfs.mountinfo import parse_mountinfo, topmost_at
+from support.waiting import wait_for
 
 SENTINEL = "SENTINEL: the file under the mount\n"
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
-    """Poll ``condition`` until it is truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.02)
 
 
 def mount_source_at(path: str, pid: str = "self") -> tuple[str, tuple[int, int]] | None:

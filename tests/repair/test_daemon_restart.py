@@ -17,9 +17,10 @@ import pytest
 
 from kube_lxcfs.fuse.stop import DRAIN_TIMEOUT
 from kube_lxcfs.repair import repair
+from support.waiting import wait_for
 
 from .conftest import needs_root
-from .helpers import SENTINEL, KubeLxcfsSource, wait_for
+from .helpers import SENTINEL, KubeLxcfsSource
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.fuse]
 

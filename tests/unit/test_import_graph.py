@@ -17,14 +17,15 @@ PACKAGE = Path(kube_lxcfs.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors"}),  # the root of the exception tree
     # foundations: stdlib only, importable by everything (the runtime wrapper's zipapp too)
-    frozenset({"kube_lxcfs", "defaults", "linux", "mountinfo", "vfs", "jsonlog", "files"}),
-    frozenset({"ttl_cache", "files_text"}),  # short-lived values; the file table as text
+    frozenset(
+        {"kube_lxcfs", "defaults", "linux", "mountinfo", "vfs", "jsonlog", "files", "ttl_cache"}
+    ),
     frozenset({"cgroups"}),  # cgroup discovery, parsers, typed snapshots
-    frozenset({"views"}),  # pure renderers
-    frozenset({"sampler", "render_cache", "sys_mirror"}),  # loadavg state, kept renders, /sys
-    frozenset({"context"}),  # what renderers draw on: host files, processes, cgroups, caches
-    frozenset({"table"}),  # each row of the file table bound to its renderer
-    frozenset({"sysinfo"}),  # sysinfo(2) figures from the same context
+    frozenset({"views", "files_text"}),  # pure renderers; the file table as text
+    frozenset({"sampler", "render_cache", "sys_mirror"}),  # loadavg state, caches, /sys mirror
+    frozenset({"context"}),  # what a render needs: host files, deciding pid, cgroup identity
+    frozenset({"table"}),  # the declarative table of virtual files
+    frozenset({"sysinfo"}),  # sysinfo(2) values from the same context
     frozenset({"tree"}),  # the virtual tree: routing over the table
     # shells that serve the tree or the cluster, each on its own
     frozenset({"runtime", "webhook", "repair"}),

@@ -16,7 +16,7 @@ import pytest
 from kube_lxcfs.runtime.engines import (
     DOCKER,
     PODMAN,
-    ConfigError,
+    EngineConfigError,
     docker_registered,
     docker_with_runtime,
     docker_without_runtime,
@@ -53,7 +53,7 @@ def test_docker_from_nothing_and_back() -> None:
 
 @pytest.mark.parametrize("text", ["{", "[1]", '{"runtimes": []}'])
 def test_docker_refuses_what_it_cannot_edit(text: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(EngineConfigError):
         docker_with_runtime(text, LAUNCHER)
 
 
@@ -99,7 +99,7 @@ def test_podman_empty_file_is_a_drop_in() -> None:
     ],
 )
 def test_podman_refuses_what_it_cannot_edit(text: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(EngineConfigError):
         podman_with_runtime(text, LAUNCHER)
 
 

@@ -21,8 +21,8 @@ DESCRIPTION = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``doctor`` subcommand."""
+    from kube_lxcfs.commands._options import add_cluster_options
     from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET
-    from kube_lxcfs.deploy.cluster_options import add_cluster_options
     from kube_lxcfs.deploy.values import DEFAULT_FILES, DEFAULT_NAMESPACE
 
     parser = subparsers.add_parser("doctor", help=HELP, description=DESCRIPTION)
@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the checks, print one line per finding (plus its fix), exit 1 on failure."""
-    from kube_lxcfs.deploy.doctor import FAIL, Finding, cluster_findings, failed, node_findings
+    from kube_lxcfs.deploy.doctor import FAIL, Check, cluster_findings, failed, node_findings
     from kube_lxcfs.deploy.kubeapi import ApiError, connect
 
     if args.node or args.engine:
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             findings = cluster_findings(connect(args.kubeconfig, args.context), args.namespace)
         except ApiError as exc:
-            findings = [Finding(FAIL, "api server", str(exc), "check --kubeconfig/--context")]
+            findings = [Check(FAIL, "api server", str(exc), "check --kubeconfig/--context")]
     for finding in findings:
         print(finding.line())
     bad = sum(f.level == FAIL for f in findings)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
+from kube_lxcfs.commands._options import add_logging_options
 from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET, STATE_DIR
 from kube_lxcfs.files_text import names_in
 from kube_lxcfs.vfs import FsOptions
@@ -122,6 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_restart_arguments(parser)
+    add_logging_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -188,8 +189,6 @@ def run(args: argparse.Namespace) -> int:
     mount_options: dict[str, str | bool] = {}
     for text in args.mount_options:
         mount_options.update(parse_mount_options(text))
-    if args.debug:
-        logging.getLogger().setLevel(logging.DEBUG)
     hooks = RestartHandling(
         args.mountpoint,
         on_stop=args.on_stop,

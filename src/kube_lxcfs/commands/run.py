@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from kube_lxcfs.commands._options import add_logging_options
 from kube_lxcfs.defaults import MOUNT_DIR
 from kube_lxcfs.files_text import names_in
 from kube_lxcfs.sandbox.quantity import (
@@ -92,7 +93,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="use the kube-lxcfs (or lxcfs) filesystem mounted at DIR "
         f"(default: {MOUNT_DIR} if kube-lxcfs is mounted there, else a private one)",
     )
-    parser.add_argument("--debug", action="store_true", help="log what is set up and removed")
+    parser.add_argument(
+        "--debug", action="store_true", help="log what is set up and removed (--log-level debug)"
+    )
+    add_logging_options(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="to run")
     parser.set_defaults(handler=run)
 

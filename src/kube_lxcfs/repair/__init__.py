@@ -10,6 +10,8 @@
 """
 
 from kube_lxcfs.repair.engine import (
+    DetachRecord,
+    MountStatus,
     Outcome,
     RepairError,
     RepairMetrics,
@@ -20,6 +22,8 @@ from kube_lxcfs.repair.engine import (
 from kube_lxcfs.repair.fix import Strategy
 
 __all__ = [
+    "DetachRecord",
+    "MountStatus",
     "Outcome",
     "RepairError",
     "RepairMetrics",

@@ -1,7 +1,7 @@
 """Register the runtime wrapper with Docker and Podman as the runtime ``kube-lxcfs``.
 
 Docker and Podman users then write ``docker run --runtime kube-lxcfs ...`` instead of
-eight ``-v /var/lib/lxcfs/...`` flags, and get sysinfo(2) answered from the cgroup too.
+eight ``-v`` flags binding the virtual files, and get sysinfo(2) answered from the cgroup too.
 
 - Docker: the ``runtimes`` map of ``/etc/docker/daemon.json`` gets
   ``"kube-lxcfs": {"path": LAUNCHER}``; dockerd loads new runtimes on SIGHUP
@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.runtime.install import (
     HANDLER,
     MIN_HOST_PYTHON,
@@ -50,7 +51,7 @@ BEGIN = "# BEGIN kube-lxcfs runtime (managed by kube-lxcfs setup-podman; edits h
 END = "# END kube-lxcfs runtime"
 
 
-class ConfigError(ValueError):
+class EngineConfigError(KubeLxcfsError, ValueError):
     """A config file we cannot edit safely (not JSON/TOML, or an unexpected shape)."""
 
 
@@ -63,11 +64,11 @@ def _docker_object(text: str) -> dict:
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise EngineConfigError(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(config, dict):
-        raise ConfigError("not a JSON object")
+        raise EngineConfigError("not a JSON object")
     if not isinstance(config.get("runtimes", {}), dict):
-        raise ConfigError('"runtimes" is not an object')
+        raise EngineConfigError('"runtimes" is not an object')
     return config
 
 
@@ -110,7 +111,7 @@ def _toml(text: str) -> dict:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML ({exc})") from None
+        raise EngineConfigError(f"not valid TOML ({exc})") from None
 
 
 def podman_registered(text: str) -> str | None:
@@ -127,7 +128,9 @@ def podman_with_runtime(text: str, launcher: str) -> str:
     """
     outside = _BLOCK.sub("", text)
     if RUNTIME_NAME in _toml(outside).get("engine", {}).get("runtimes", {}):
-        raise ConfigError(f"it already defines the runtime '{RUNTIME_NAME}' itself; left it alone")
+        raise EngineConfigError(
+            f"it already defines the runtime '{RUNTIME_NAME}' itself; left it alone"
+        )
     entry = f"{RUNTIME_NAME} = [{json.dumps(launcher)}]"
     header = _RUNTIMES_HEADER.search(outside)
     if header:
@@ -139,10 +142,10 @@ def podman_with_runtime(text: str, launcher: str) -> str:
         new = f"{kept}{BEGIN}\n[engine.runtimes]\n{entry}\n{END}\n"
     try:
         registered = podman_registered(new)
-    except ConfigError as exc:
+    except EngineConfigError as exc:
         registered = f"{exc}"
     if registered != launcher:
-        raise ConfigError(
+        raise EngineConfigError(
             f"adding [engine.runtimes] would not register the runtime ({registered});"
             f" add {entry} to its [engine.runtimes] by hand"
         )
@@ -291,7 +294,7 @@ def setup_engine(
     launcher, zipapp = launcher_paths(prefix)
     try:
         new = engine.with_runtime(old or "", str(launcher))
-    except ConfigError as exc:
+    except EngineConfigError as exc:
         report.fail(f"{config}: {exc}")
         return report
     src_root = src_root or Path(__file__).resolve().parents[2]
@@ -323,7 +326,7 @@ def undo_engine(engine: Engine, *, config: Path, dry_run: bool = False) -> Setup
     old = _read(config)
     try:
         new = engine.without_runtime(old) if old is not None else None
-    except ConfigError as exc:
+    except EngineConfigError as exc:
         report.fail(f"{config}: {exc}")
         return report
     if old is None or new == old:
@@ -364,7 +367,7 @@ def registered_launcher(engine: Engine, config: Path) -> tuple[str | None, str]:
         return None, f"{config} does not exist"
     try:
         path = engine.registered(text)
-    except ConfigError as exc:
+    except EngineConfigError as exc:
         return None, f"{config}: {exc}"
     return path, "" if path else f"{config} has no runtime '{RUNTIME_NAME}'"
 

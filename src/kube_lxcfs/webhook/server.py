@@ -18,41 +18,18 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-from kube_lxcfs.defaults import HEALTH_PORT, WEBHOOK_PORT
-from kube_lxcfs.webhook.admission import BadReviewError, review
-from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY, InjectOptions
+from kube_lxcfs.webhook.admission import BadReviewError, ReviewOutcome, ReviewResult, review
 from kube_lxcfs.webhook.metrics import WebhookMetrics
+from kube_lxcfs.webhook.options import ServerOptions
 from kube_lxcfs.webhook.tls import ReloadingContext
 
 log = logging.getLogger("kube_lxcfs.webhook")
 
 MUTATE_PATH = "/mutate"
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """How the server listens; the CLI fills these from flags and env vars."""
-
-    cert_file: Path
-    key_file: Path
-    address: str = "0.0.0.0"
-    port: int = WEBHOOK_PORT
-    health_port: int = HEALTH_PORT
-    tls_min_version: str = "1.2"
-    tls_reload_interval: float = 10.0
-    max_body_bytes: int = DEFAULT_MAX_BODY
-    idle_timeout: float = 120.0  # keep-alive connections idle longer than this are closed
-    handshake_timeout: float = 10.0
-    max_connections: int = 1024  # one thread each; more are closed at once
-    shutdown_grace: float = 25.0  # how long SIGTERM waits for in-flight requests
-    shutdown_delay: float = 0.0  # readyz fails this long before the listener closes
-    inject: InjectOptions = field(default_factory=InjectOptions)
 
 
 class _DualStackServer(ThreadingHTTPServer):
@@ -453,10 +430,10 @@ class WebhookServer:
         if ok and not_after is not None:
             self.metrics.cert_expiry.set(not_after)
 
-    def record(self, result: Any) -> None:
+    def record(self, result: ReviewResult) -> None:
         """Count and log one answered review."""
         self.metrics.injections.inc(outcome=result.outcome)
-        if result.outcome == "skipped":
+        if result.outcome is ReviewOutcome.SKIPPED:
             self.metrics.skips.inc(reason=result.reason or "unknown")
         if result.error is not None:
             log.error(
