@@ -31,19 +31,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from kube_lxcfs.repair import repair, syscalls  # noqa: E402
-from kube_lxcfs.repair.mountinfo import parse_mountinfo, topmost_at  # noqa: E402
+from kube_lxcfs import linux  # noqa: E402
+from kube_lxcfs.files import INJECTED_FILES  # noqa: E402
+from kube_lxcfs.mountinfo import parse_mountinfo, topmost_at  # noqa: E402
+from kube_lxcfs.repair import repair  # noqa: E402
 
 FILES = (
-    "proc/cpuinfo",
-    "proc/diskstats",
-    "proc/meminfo",
-    "proc/stat",
-    "proc/swaps",
-    "proc/uptime",
-    "proc/loadavg",
+    *(path for path in INJECTED_FILES if not path.endswith("/")),
     "sys/devices/system/cpu/online",
 )
+"""The files a pod gets by default, and one file of the CPU directory it gets."""
 
 
 def _source_at(path: Path) -> str | None:
@@ -93,7 +90,7 @@ class Daemon:
             if _source_at(self.mount_dir) != self.fsname:
                 break
             with contextlib.suppress(OSError):
-                syscalls.umount2(str(self.mount_dir))
+                linux.umount2(str(self.mount_dir))
 
 
 def holder(mount_dir: Path, base: Path) -> subprocess.Popen[bytes]:

@@ -25,7 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = ("cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime")
+sys.path.insert(0, str(REPO / "src"))
+
+from kube_lxcfs.files import INJECTED_FILES  # noqa: E402
+
+FILES = tuple(path.removeprefix("proc/") for path in INJECTED_FILES if path.startswith("proc/"))
+"""The /proc files the wrapper mounts by default (the sources must exist)."""
 
 
 def make_bundle(

@@ -44,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from kube_lxcfs.certs import generate_bundle  # noqa: E402
+from kube_lxcfs.deploy.certs import generate_bundle  # noqa: E402
 from kube_lxcfs.webhook.admission import review  # noqa: E402
 from kube_lxcfs.webhook.config import InjectOptions  # noqa: E402
 

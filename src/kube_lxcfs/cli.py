@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 from kube_lxcfs import __version__
 from kube_lxcfs.commands import SUBCOMMANDS
+from kube_lxcfs.commands._options import configure_logging
 
 # The optional extras of pyproject.toml, by the top-level module each package installs:
 # module -> (distribution, extra). A command imports them only where it needs them, so a
@@ -85,12 +85,7 @@ def _dispatch(argv: list[str]) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.DEBUG if getattr(args, "debug", False) else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+    configure_logging(args)
     try:
         return int(handler(args) or 0)
     except KeyboardInterrupt:

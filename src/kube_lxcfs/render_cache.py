@@ -35,7 +35,6 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
 
 log = logging.getLogger(__name__)
 
@@ -97,42 +96,6 @@ class CachePolicy:
 
 
 Render = Callable[[], bytes]
-T = TypeVar("T")
-
-
-class TtlCache:
-    """Values computed from slowly changing kernel files (limits, host files), per key.
-
-    Expired entries are pruned at least once per ``ttl`` of the inserting call, so
-    the size follows the number of keys used within one period, never history.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._values: dict[Hashable, tuple[float, Any]] = {}
-        self._next_prune = 0.0
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def clear(self) -> None:
-        """Forget every value."""
-        self._values = {}
-
-    def get(self, key: Hashable, ttl: float, compute: Callable[[], T]) -> T:
-        """The value for ``key`` computed less than ``ttl`` seconds ago, else a new one."""
-        if ttl <= 0:
-            return compute()
-        now = self.clock()
-        hit = self._values.get(key)
-        if hit is not None and now - hit[0] < ttl:
-            return cast(T, hit[1])
-        value = compute()
-        self._values[key] = (now, value)
-        if now >= self._next_prune:
-            self._values = {k: v for k, v in list(self._values.items()) if now - v[0] < ttl}
-            self._next_prune = now + ttl
-        return value
 
 
 class RenderCache:

@@ -9,7 +9,7 @@ inside the mount, e.g. ``/proc/meminfo`` or ``/sys/devices/system/cpu/online``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 NodeKind = Literal["file", "dir", "symlink"]
 
@@ -44,6 +44,28 @@ class VirtualTree(Protocol):
         Never raises for a served file: faults (vanished pid, removed cgroup,
         malformed cgroup file) fall back to the host's content and are logged once.
         """
+        ...
+
+
+@runtime_checkable
+class Lifecycle(Protocol):
+    """A tree with background work (the loadavg sampler): the daemon starts and stops it."""
+
+    def start(self) -> None:
+        """Start background work, before the mount serves."""
+        ...
+
+    def close(self) -> None:
+        """Stop background work after the loop ended; idempotent."""
+        ...
+
+
+@runtime_checkable
+class SysinfoSource(Protocol):
+    """A tree that can answer sysinfo(2) for wrapped containers (the seccomp listener)."""
+
+    def sysinfo(self, pid: int) -> Any:
+        """The sysinfo figures ``pid`` must see; raises on faults (the call passes through)."""
         ...
 
 

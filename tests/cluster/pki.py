@@ -2,7 +2,7 @@
 certificates (identity = CN, groups = O) and the service-account signing key.
 
 Written for the cluster tier only; the product's own webhook certificates come from
-``kube_lxcfs.certs``. Everything is PEM written to files, because that is what etcd,
+``kube_lxcfs.deploy.certs``. Everything is PEM written to files, because that is what etcd,
 kube-apiserver and kube-controller-manager take on their command lines.
 """
 

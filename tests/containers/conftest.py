@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,7 +45,8 @@ def _needs_root_and_runc() -> None:
 
 
 ROOTFS_REPORT: list[str] = []
-"""One line per root filesystem used, printed in the terminal summary (CI logs)."""
+"""One line per root filesystem used, and measured costs, printed in the terminal summary
+(CI logs)."""
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -61,6 +62,12 @@ def _rootfs(spec) -> Path:
         f" ready after {time.monotonic() - started:.1f}s in this run"
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def summary_line() -> Callable[[str], None]:
+    """Add a line to the terminal summary: what a test measured (times), for the CI log."""
+    return ROOTFS_REPORT.append
 
 
 @pytest.fixture(scope="session")

@@ -50,11 +50,15 @@ def build_oci_archive(
     env: Sequence[str] = ("PATH=/usr/sbin:/usr/bin:/sbin:/bin",),
     user: str = "",
     stop_signal: str = "",
+    docker_manifest: bool = False,
 ) -> None:
     """Write an OCI image-layout tarball of ``rootfs`` (one uncompressed layer) named ``name``.
 
     ``entrypoint``, ``env``, ``user`` and ``stop_signal`` are the image config's fields of
-    the same names (what a Dockerfile's ENTRYPOINT, ENV, USER and STOPSIGNAL set)."""
+    the same names (what a Dockerfile's ENTRYPOINT, ENV, USER and STOPSIGNAL set).
+    ``docker_manifest`` adds the ``manifest.json`` of the docker-archive format, naming the
+    same blobs, so that ``docker load`` before Docker 25 (which reads only that file) and
+    ``podman load`` take the archive too."""
     layer_buf = io.BytesIO()
     with tarfile.open(fileobj=layer_buf, mode="w", format=tarfile.PAX_FORMAT) as layer:
         for entry in sorted(os.listdir(rootfs)):
@@ -96,9 +100,17 @@ def build_oci_archive(
                 }
             ],
         }
+        docker = [
+            {
+                "Config": f"blobs/sha256/{str(config_desc['digest'])[7:]}",
+                "RepoTags": [name.removeprefix("docker.io/library/")],
+                "Layers": [f"blobs/sha256/{str(layer_desc['digest'])[7:]}"],
+            }
+        ]
         for filename, value in (
             ("index.json", index),
             ("oci-layout", {"imageLayoutVersion": "1.0.0"}),
+            *((("manifest.json", docker),) if docker_manifest else ()),
         ):
             data = _json_bytes(value)
             info = tarfile.TarInfo(filename)

@@ -584,6 +584,53 @@ def load_columns(directory: Path = MEASURED) -> dict[str, dict[str, str]]:
     }
 
 
+CHANGING_LIMITS = (
+    "## Limits that change while a program runs",
+    "",
+    "Kubernetes resizes pods in place (`kubectl patch pod P --subresource resize`), and",
+    "`docker update` does the same to a container: the cgroup's limits change under a running",
+    "process. Every kube-lxcfs file is rendered from the cgroup when it is read (limits kept",
+    "at most 0.5 s, docs/performance.md), so the next read shows the new figures; what a",
+    "program then reports depends on whether it reads again. Measured under `kube-lxcfs run",
+    "--memory 512Mi --cpus 1 --keep-affinity`, then the cgroup set to 1Gi / 2 CPUs while the",
+    "program ran (cgroup v1, a 2-CPU machine; `tests/containers/limit_change.py`). On cgroup",
+    "v2, `memory.max` and `cpu.max` changes are tested the same way in the VM tier",
+    "(`test_memory_max_and_cpu_max_changed_in_place_are_seen`).",
+    "",
+    "| Program | Call | After the change |",
+    "|---|---|---|",
+    "| /proc readers (`free`, `top`, `cat`) | MemTotal, `grep -c ^processor /proc/cpuinfo`,"
+    " /sys/devices/system/cpu/online | the new figures within 0.6 s, up and down"
+    " (`test_a_limit_changed_in_place_is_seen_at_once`, every run: 450-570 ms measured) |",
+    "| Python 3.11 | `os.cpu_count()` | sysconf reads /sys/devices/system/cpu/online on every"
+    " call: the new count with the files (same test) |",
+    "| psutil 5.9.4 | `cpu_count()`, `virtual_memory().total` | re-read on every call: 2 and"
+    " 1 GiB within 0.4 s (measured by hand) |",
+    "| Node.js 20.20 | `os.cpus().length`, `os.totalmem()` | re-read on every call: 2 and 1 GiB"
+    " within 0.44 s; `os.availableParallelism()` is the affinity and stays (measured by hand) |",
+    "| OpenJDK 17.0.15 | `Runtime.availableProcessors()`, OperatingSystemMXBean"
+    " `getTotalMemorySize()` | re-read from the cgroup itself: 2 and 1 GiB at once (measured"
+    " by hand) |",
+    "| OpenJDK 17.0.15 | `Runtime.maxMemory()` (the heap's maximum) | fixed at start (about a"
+    " quarter of the 512 MiB limit: 129761280): a bigger heap needs a restart (measured by hand) |",
+    "| Go ≥ 1.25 | default `GOMAXPROCS` | Go 1.25's release notes: the runtime periodically updates"
+    " it when the cgroup CPU limit or the CPU count changes (reads the cgroup, not /proc);"
+    " not observable here: Go 1.26 chose 2 under a 1-CPU limit on this 2-CPU machine |",
+    "| nginx | `worker_processes auto` | counted once when the master starts"
+    " (`ngx_os_init`, src/os/unix/ngx_posix_init.c, sets `ngx_ncpu` only while it is 0):"
+    " a reload keeps the old count, a restart picks up the new one (source, not measured) |",
+    "",
+    "Not changed by a resize: the affinity mask (`nproc`, `os.process_cpu_count()`, Node's",
+    "`os.availableParallelism()`), which `kube-lxcfs run --cpus` narrows once at start, and",
+    "anything a program sized at start from the figures it read then: thread and worker pools",
+    "(`make -j\"$(nproc)\"`, Python's `multiprocessing.Pool()`, nginx), heaps (the JVM's",
+    "above), caches.",
+    "Restart those, or size them from a fixed setting, when a resize should reach them.",
+    "",
+)
+"""The section on in-place limit changes: measured values, stated with how they were measured."""
+
+
 def render(columns: Mapping[str, Mapping[str, str]]) -> str:
     """docs/what-programs-see.md from the recorded columns."""
     stems = [stem for stem in COLUMNS if stem in columns]
@@ -643,5 +690,6 @@ def render(columns: Mapping[str, Mapping[str, str]]) -> str:
         "(`os.availableParallelism()`) and MySQL ≥ 9.3 round down; they read the cgroup",
         "themselves, so /proc cannot change them either way.",
         "",
+        *CHANGING_LIMITS,
     ]
     return "\n".join(lines)

@@ -13,5 +13,6 @@ int main(void) {
     printf("procs %u\n", si.procs);
     printf("load1 %lu\n", si.loads[0]);
     printf("phys_pages_bytes %ld\n", sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE));
+    printf("nprocessors_onln %ld\n", sysconf(_SC_NPROCESSORS_ONLN));
     return 0;
 }

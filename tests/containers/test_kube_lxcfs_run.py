@@ -16,6 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from limit_change import Viewer, set_limits
+
+from support.fsdaemons import wait_for
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MiB = 1024 * 1024
@@ -93,6 +96,50 @@ def test_limits_are_what_the_command_sees(fs_mount_dir: Path) -> None:
     proc = run_cli(["--memory", "512Mi", "--cpus", "1"], ["sh", "-c", script], fs_mount_dir)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["512", "1", "1", "0", "1"]
+
+
+VIEW_ON_REQUEST = """
+import os, sys
+def meminfo_total():
+    with open("/proc/meminfo") as f:
+        return int(f.readline().split()[1])
+def cpuinfo_processors():
+    with open("/proc/cpuinfo") as f:
+        return sum(line.startswith("processor") for line in f)
+def online():
+    with open("/sys/devices/system/cpu/online") as f:
+        return f.read().strip()
+print(os.getpid(), flush=True)
+for _ in sys.stdin:
+    print(meminfo_total(), cpuinfo_processors(), online(), os.cpu_count(), flush=True)
+"""
+"""Prints its pid, then what it sees (MemTotal kB, cpuinfo processors, online, os.cpu_count())
+once per line of input: a long-running program that re-reads on demand."""
+
+
+def test_a_limit_changed_in_place_is_seen_at_once(fs_mount_dir: Path, summary_line) -> None:
+    """What an in-place pod resize does to the cgroup, done by hand under kube-lxcfs run:
+    raise memory and CPUs, then lower them, while the command runs; it sees each change
+    within a second, without a restart (nothing caches a limit for longer: docs/run.md)."""
+    assert (os.cpu_count() or 1) >= 2, "needs a machine with two CPUs"
+    options = ["--mount-dir", str(fs_mount_dir), "--memory", "512Mi", "--cpus", "1"]
+    viewer = Viewer([*options, "--keep-affinity"], [sys.executable, "-c", VIEW_ON_REQUEST])
+    try:
+        assert viewer.view() == f"{512 * 1024} 1 0 1"
+        for memory_mib, cpus in ((1024, 2), (256, 1)):
+            set_limits(viewer.pid, memory_mib, cpus)
+            changed = time.monotonic()
+            online = "0-1" if cpus == 2 else "0"
+            expected = f"{memory_mib * 1024} {cpus} {online} {cpus}"
+            wait_for(lambda want=expected: viewer.view() == want, 1.0, f"the view {expected}")
+            seen_after = time.monotonic() - changed
+            assert seen_after < 1.0
+            summary_line(
+                f"kube-lxcfs run: limits changed to {memory_mib}Mi/{cpus} CPU(s) in place,"
+                f" seen after {seen_after * 1000:.0f} ms"
+            )
+    finally:
+        assert viewer.close() == 0
 
 
 def test_cpuset_sets_the_affinity(fs_mount_dir: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ import pytest
 from fidelity import DOC, MEASURED, ROWS, Row, Verdict, load_columns, measure_all, render
 from runc_harness import Resources, Runc
 
-from support.fsdaemons import start_kube_lxcfs, wait_for
+from support.fsdaemons import start_kube_lxcfs
+from support.waiting import wait_for
 
 MiB = 1024 * 1024
 LIMIT = 256 * MiB
@@ -242,3 +244,37 @@ def test_runtime_column_of_the_published_table_is_the_measured_one(
         f"{recorded} differs from this run (KUBE_LXCFS_UPDATE_DOCS=1 rewrites it)"
     )
     assert DOC.read_text() == render(load_columns())
+
+
+def _send_to_listener(path: Path, payload: bytes, fds: tuple[int, ...] = ()) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(str(path))
+        if fds:
+            socket.send_fds(conn, [payload], list(fds))
+        else:
+            conn.sendall(payload)
+
+
+def test_malformed_messages_on_the_seccomp_socket_do_not_stop_sysinfo(
+    sysinfo_node: tuple[Path, Path], wrapped: WrappedRunc, probe_rootfs: Path
+) -> None:
+    """Only root reaches the socket (0600), but a runtime that sends something else than an
+    OCI state (a list, a string ``fds``, a non-numeric pid, a pipe as the notify fd, bytes
+    that are not JSON) must not end the listener: every wrapped container's sysinfo(2) would
+    then wait for an answer for ever (docs/security.md)."""
+    _, listener = sysinfo_node
+    read_end, write_end = os.pipe()
+    try:
+        _send_to_listener(listener, b"[]")
+        _send_to_listener(listener, b'{"fds": "seccompFd"}', (read_end,))
+        _send_to_listener(listener, b'{"state": [], "fds": ["seccompFd"]}', (read_end,))
+        _send_to_listener(listener, b'{"pid": "x", "fds": ["seccompFd"]}', (read_end,))
+        _send_to_listener(listener, b"\xff" * 100)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    proc = wrapped.run(
+        probe_rootfs, ["sysinfo-probe"], resources=Resources(memory=LIMIT), timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert probe_values(proc.stdout)["totalram"] == LIMIT

@@ -10,14 +10,16 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from kube_lxcfs.cgroups.parse import parse_meminfo_kb
-from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, move_to_root, unique_name
+from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, unique_name
 from kube_lxcfs.tree import ProcTree, build_tree
 from kube_lxcfs.vfs import FsOptions
+from support.cgroups import move_to_root
+from support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.root,
@@ -25,17 +27,6 @@ pytestmark = [
 ]
 
 HOST_CPUS = os.cpu_count() or 1
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = 10.0) -> object:
-    """Poll ``check`` until it returns something truthy (no sleeps as synchronisation)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def children(pid: int) -> list[int]:
@@ -142,8 +133,8 @@ def test_reader_rule_and_init_rule_in_a_pid_namespace(tree: ProcTree) -> None:
              "sh", "-c", "sleep 300 & wait"]
         )  # fmt: skip
         try:
-            ns_init = wait_for("the namespace init", lambda: children(unshare.pid))[0]
-            reader = wait_for("the reader", lambda: children(ns_init))[0]
+            ns_init = wait_for(lambda: children(unshare.pid), what="the namespace init")[0]
+            reader = wait_for(lambda: children(ns_init), what="the reader")[0]
             reader_cg.add_pid(reader)
             assert meminfo(tree, reader)["MemTotal"] == 65536
             assert meminfo(init_rule, reader)["MemTotal"] == 131072
@@ -154,7 +145,7 @@ def test_reader_rule_and_init_rule_in_a_pid_namespace(tree: ProcTree) -> None:
         finally:
             unshare.send_signal(signal.SIGKILL)
             unshare.wait()
-            wait_for("the namespace to die", lambda: not reader_cg.pids())
+            wait_for(lambda: not reader_cg.pids(), what="the namespace to die")
 
 
 def test_vanished_reader_gets_host_content(tree: ProcTree) -> None:
@@ -172,10 +163,10 @@ def test_loadavg_counts_a_busy_process(tree: ProcTree) -> None:
         assert first == f"0.00 0.00 0.00 0/1 {busy.pid}\n".encode()
         now = time.monotonic()
         for step in range(1, 13):  # one simulated minute of 5-second steps
-            tree.sampler.tick(now + 5 * step + 10)
+            tree.context.sampler.tick(now + 5 * step + 10)
         # the first render is kept for the usage period (100 ms): poll for the new one
         later = wait_for(
-            "a new loadavg render", lambda: tree.read("/proc/loadavg", busy.pid) != first
+            lambda: tree.read("/proc/loadavg", busy.pid) != first, what="a new loadavg render"
         )
         assert later
         a1, _, _, tasks, _ = tree.read("/proc/loadavg", busy.pid).split()
@@ -187,7 +178,7 @@ def test_loadavg_counts_a_busy_process(tree: ProcTree) -> None:
 
 def test_host_pid_1_reads_the_hosts_uptime(tree: ProcTree) -> None:
     # On some kernels even root may not read /proc/1/ns/pid; pid 1 is still ours.
-    assert tree.processes.namespace_init(1) == 1
+    assert tree.context.processes.namespace_init(1) == 1
     with open("/proc/uptime") as f:
         host_age = float(f.read().split()[0])
     age = float(tree.read("/proc/uptime", 1).split()[0])
@@ -198,8 +189,9 @@ def test_diskstats_is_never_emptier_than_the_kernel_allows(tree: ProcTree) -> No
     with create_cgroup(unique_name("kube-lxcfs-test-core"), Limits()) as cg:
         proc = cg.popen(["sleep", "300"])
         ours = tree.read("/proc/diskstats", proc.pid).decode()
-        _, io_cgroup = tree.cgroups.locate(tree.processes.cgroups(proc.pid), "blkio")
-        snapshot = tree.cgroups.io(tree.processes.cgroups(proc.pid))
+        entries = tree.context.processes.cgroups(proc.pid)
+        _, io_cgroup = tree.context.cgroups.locate(entries, "blkio")
+        snapshot = tree.context.cgroups.io(entries)
         with open("/proc/diskstats") as f:
             host_devices = [line.split()[2] for line in f]
         if snapshot is None:

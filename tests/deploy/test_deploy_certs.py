@@ -15,7 +15,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from kube_lxcfs import certs
+from kube_lxcfs.deploy import certs
 from kube_lxcfs.deploy.secrets import bundle_from_secret_data, secret_data, write_cert_files
 from support.tls_probe import handshake
 

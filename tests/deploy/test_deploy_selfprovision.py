@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kube_lxcfs import certs
+from kube_lxcfs.deploy import certs
 from kube_lxcfs.deploy.kubeapi import connect
 from kube_lxcfs.deploy.lifecycle import ca_bundle_of
 from kube_lxcfs.deploy.render import render

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, unique_name
+from kube_lxcfs.files import FILES, Presence
 from kube_lxcfs.fuse.mounts import MountState, mount_at, mount_state
 from support.fsdaemons import RunningFs, start_kube_lxcfs
 from support.readers import (
@@ -249,9 +250,10 @@ def test_bind_mount_over_proc_meminfo(kube_lxcfs_fs: RunningFs) -> None:
 
 def test_reads_are_rendered_per_read_not_per_open(kube_lxcfs_fs: RunningFs) -> None:
     """lseek(0) on a kept-open fd renders again, for the cgroup the reader is in now."""
-    from kube_lxcfs.cgroups.transient import discover_layout, move_to_root
+    from kube_lxcfs.cgroups.transient import host_layout
+    from support.cgroups import move_to_root
 
-    layout = discover_layout()
+    layout = host_layout()
     with KeptOpenReader(
         kube_lxcfs_fs.path("proc/meminfo"),
         preexec_fn=lambda: move_to_root(0, layout=layout),
@@ -289,10 +291,10 @@ def test_small_reads_and_reads_at_offsets_are_consistent(kube_lxcfs_fs: RunningF
 
 
 def test_every_served_file_reads(kube_lxcfs_fs: RunningFs) -> None:
-    names = ["cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime", "slabinfo"]
+    rows = [f for f in FILES if f.path.startswith("/proc/")]
+    names = [f.path[6:] for f in rows if f.present is Presence.ALWAYS]
     assert set(names) <= set(os.listdir(kube_lxcfs_fs.path("proc")))
-    if Path("/proc/pressure").is_dir():
-        names += ["pressure/cpu", "pressure/io", "pressure/memory"]
+    names += [f.path[6:] for f in rows if f.present is Presence.HOST_FILE and Path(f.path).exists()]
     with create_cgroup(unique_name(), Limits(memory=64 * MiB)) as cg:
         got = _read(kube_lxcfs_fs, *[f"proc/{n}" for n in names], cgroup=cg)
     for name, text in got.items():
@@ -306,7 +308,7 @@ def test_a_removed_cgroup_while_a_file_is_open_falls_back_cleanly(
     kube_lxcfs_fs: RunningFs,
 ) -> None:
     """The reader's cgroup disappears between two reads of one open file."""
-    from kube_lxcfs.cgroups.transient import move_to_root
+    from support.cgroups import move_to_root
 
     with create_cgroup(unique_name(), Limits(memory=256 * MiB)) as cg:
         reader = KeptOpenReader(kube_lxcfs_fs.path("proc/meminfo"), start=cg.popen)

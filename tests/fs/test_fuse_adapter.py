@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from kube_lxcfs.fuse.mounts import MountState, mount_at, mount_state
-from support.fsdaemons import RunningFs, start_script_daemon, wait_for
+from support.fsdaemons import RunningFs, start_script_daemon
+from support.waiting import wait_for
 
 COUNTER_TREE = Path(__file__).with_name("counter_tree.py")
 

@@ -14,11 +14,10 @@ from kube_lxcfs.cgroups.transient import (
     Limits,
     MiB,
     create_cgroup,
-    discover_layout,
-    iter_cgroup_paths,
-    move_to_root,
+    host_layout,
     unique_name,
 )
+from support.cgroups import iter_cgroup_paths, move_to_root
 
 pytestmark = [
     pytest.mark.root,
@@ -27,9 +26,9 @@ pytestmark = [
 
 
 def _hierarchy_dir(controller: str, path: str) -> Path:
-    hierarchy = discover_layout().hierarchy_for(controller)
+    hierarchy = host_layout().hierarchy(controller)
     assert hierarchy is not None, f"{controller} is not mounted"
-    return hierarchy.mountpoint / path.lstrip("/")
+    return Path(hierarchy.mount_point, path.lstrip("/"))
 
 
 def _cgroup_of(pid: int) -> dict[str, str]:

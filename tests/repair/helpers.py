@@ -11,34 +11,18 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
-from kube_lxcfs.repair import syscalls
-from kube_lxcfs.repair.mountinfo import parse_mountinfo, topmost_at
-
-MS_SHARED = 1 << 20
+from kube_lxcfs import linux
+from kube_lxcfs.mountinfo import parse_mountinfo, topmost_at
+from support.waiting import wait_for
 
 SENTINEL = "SENTINEL: the file under the mount\n"
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
-    """Poll ``condition`` until it is truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.02)
 
 
 def mount_source_at(path: str, pid: str = "self") -> tuple[str, tuple[int, int]] | None:
@@ -50,9 +34,7 @@ def mount_source_at(path: str, pid: str = "self") -> tuple[str, tuple[int, int]]
 
 def make_shared(path: str) -> None:
     """``mount --make-shared path``."""
-    result = syscalls._libc.mount(None, path.encode(), None, MS_SHARED, None)
-    if result != 0:
-        raise OSError(ctypes.get_errno(), f"make-shared {path}")
+    linux.mount(None, path, None, linux.MS_SHARED)
 
 
 class FuseSource:
@@ -136,7 +118,7 @@ class FuseSource:
             if self.dev is None:
                 break
             with contextlib.suppress(OSError):
-                syscalls.umount2(str(self.mount_dir))
+                linux.umount2(str(self.mount_dir))
 
 
 class LxcfsSource(FuseSource):
@@ -149,14 +131,14 @@ class LxcfsSource(FuseSource):
         if shared:
             # A shared parent, like kubelet's Bidirectional / HostToContainer setup:
             # mounts at mount_dir propagate into namespaces made as its slaves.
-            syscalls.bind_mount(str(base), str(base))
+            linux.bind_mount(str(base), str(base))
             make_shared(str(base))
 
     def start(self) -> None:
         """Mount (detaching a dead mount first, as our daemon does) and wait until it answers."""
         found = mount_source_at(str(self.mount_dir))
         if found and found[0] == self.fsname:
-            syscalls.umount2(str(self.mount_dir))
+            linux.umount2(str(self.mount_dir))
         pidfile = self.base / f"lxcfs-{self.generation + 1}.pid"
         argv = ["/usr/bin/lxcfs", "-f", "-p", str(pidfile), "-o", f"fsname={self.fsname}"]
         self._launch([*argv, str(self.mount_dir)])
@@ -165,7 +147,7 @@ class LxcfsSource(FuseSource):
         super().close()
         if self.shared:
             with contextlib.suppress(OSError):
-                syscalls.umount2(str(self.base))
+                linux.umount2(str(self.base))
 
 
 class KubeLxcfsSource(FuseSource):

@@ -18,9 +18,10 @@ import pytest
 
 from kube_lxcfs.repair import Strategy, detach, repair
 from kube_lxcfs.repair import scan as scan_module
+from support.waiting import wait_for
 
 from .conftest import needs_root
-from .helpers import SENTINEL, wait_for
+from .helpers import SENTINEL
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.fuse, pytest.mark.lxcfs]
 

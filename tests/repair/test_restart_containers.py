@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from support.waiting import wait_for
+
 from .conftest import harness, needs_root, rootfs_builder
-from .helpers import KubeLxcfsSource, wait_for
+from .helpers import KubeLxcfsSource
 from .readers import loop_args, make_bare_rootfs, memtotal_kib, read_status
 
 containers_harness = harness()

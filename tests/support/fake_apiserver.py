@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-from kube_lxcfs.certs import generate_bundle
+from kube_lxcfs.deploy.certs import generate_bundle
 from kube_lxcfs.deploy.secrets import write_cert_files
 
 

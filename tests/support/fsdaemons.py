@@ -22,12 +22,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kube_lxcfs.fuse.mounts import lazy_unmount, mount_at
+from support.waiting import wait_for
 
 LXCFS_BINARY = "/usr/bin/lxcfs"
 # Emulated machines (the cgroup v2 VM tier) start Python daemons far slower: they stretch
@@ -39,20 +39,6 @@ STOP_TIMEOUT = 15.0 * SLOWDOWN
 
 class DaemonFailed(AssertionError):
     """The daemon did not come up (or misbehaved); the message carries its log."""
-
-
-def wait_for(
-    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.01
-) -> object:
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)  # polling a condition with a deadline, not synchronising by time
 
 
 @dataclass

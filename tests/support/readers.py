@@ -17,7 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kube_lxcfs.cgroups.transient import TransientCgroup, discover_layout, move_to_root
+from kube_lxcfs.cgroups.transient import TransientCgroup, host_layout
+from support.cgroups import move_to_root
 
 READER = """\
 import json, sys
@@ -58,7 +59,7 @@ def read_files(
     else:
         preexec = None
         if root_cgroup:
-            layout = discover_layout()
+            layout = host_layout()
 
             def preexec() -> None:
                 move_to_root(0, layout=layout)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kube_lxcfs.files import FILES
 from kube_lxcfs.vfs import FsOptions
 from unit.captures import capture_body
 
 V2_MOUNTINFO = "25 1 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
 HOST_NS = "pid:[4026531836]"
+PRESSURE_PATHS = tuple(f.path for f in FILES if f.path.startswith("/proc/pressure/"))
 
 HOST_STAT = """\
 cpu  400 0 800 40000 0 0 0 0 0 0
@@ -73,8 +75,8 @@ class FakeHost:
         )
         self.write_proc("diskstats", " 254       0 vda 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17\n")
         self.write_proc("slabinfo", "slabinfo - version: 2.1\n")
-        for resource in ("cpu", "io", "memory"):
-            self.write_proc(f"pressure/{resource}", PSI)
+        for path in PRESSURE_PATHS:  # every PSI file the table serves
+            self.write_proc(path.removeprefix("/proc/"), PSI)
         (self.proc / "self" / "ns").mkdir(parents=True)
         os.symlink(HOST_NS, self.proc / "self" / "ns" / "pid")
         cpu = self.sys / "devices" / "system" / "cpu"

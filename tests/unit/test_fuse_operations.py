@@ -8,9 +8,10 @@ import stat
 
 import pytest
 
+from kube_lxcfs.fuse import operations
 from kube_lxcfs.fuse.daemon import mount_options, parse_mount_options
-from kube_lxcfs.fuse.mounts import parse_mounts
 from kube_lxcfs.fuse.operations import FuseError, TreeOperations
+from kube_lxcfs.mountinfo import parse_mountinfo
 from kube_lxcfs.vfs import Node
 
 
@@ -138,12 +139,31 @@ def test_mount_option_parsing_and_defaults() -> None:
     assert "nonempty" not in merged
 
 
-def test_parse_mounts_unescapes_and_keeps_order() -> None:
+def test_parse_mountinfo_unescapes_and_keeps_order() -> None:
     text = (
         "68 27 0:45 / /tmp/a\\040b rw,relatime - fuse.lxcfs lxcfs rw,allow_other\n"
         "69 68 0:46 / /tmp/a\\040b ro - fuse.lxcfs kube-lxcfs ro\n"
     )
-    assert [(e.mount_point, e.fstype, e.source, e.mount_id) for e in parse_mounts(text)] == [
+    assert [(e.mount_point, e.fstype, e.source, e.mount_id) for e in parse_mountinfo(text)] == [
         ("/tmp/a b", "fuse.lxcfs", "lxcfs", 68),
         ("/tmp/a b", "fuse.lxcfs", "kube-lxcfs", 69),
     ]
+
+
+def test_kept_snapshots_stay_within_their_budget(
+    ops: TreeOperations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files held open after one read each (a pod opening a million) keep at most the budget;
+    the oldest snapshot is forgotten and its next read renders afresh (docs/security.md)."""
+    monkeypatch.setattr(operations, "SNAPSHOT_BUDGET", 10 * (operations.ENTRY_COST + 30))
+    handles = [ops.open("/proc/meminfo", os.O_RDONLY) for _ in range(100)]
+    for fh in handles:
+        ops.read("/proc/meminfo", 5, 0, fh)
+    assert ops.open_count == 100
+    assert len(ops.files) <= 10
+    assert handles[0] not in ops.files and handles[-1] in ops.files
+    assert ops.read("/proc/meminfo", 100, 5, handles[0]).endswith(b"#101\n")  # fresh render
+    assert ops.read("/proc/meminfo", 100, 5, handles[-1]).endswith(b"#100\n")  # its own
+    for fh in handles:
+        ops.release("/proc/meminfo", fh)
+    assert ops.files == {} and ops.open_count == 0

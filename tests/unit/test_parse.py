@@ -21,7 +21,6 @@ from kube_lxcfs.cgroups.parse import (
     parse_flat_keyed,
     parse_io_stat,
     parse_meminfo_kb,
-    parse_mountinfo,
     parse_pid_stat_starttime,
     parse_pid_stat_state,
     parse_pid_status,
@@ -30,6 +29,7 @@ from kube_lxcfs.cgroups.parse import (
     parse_v1_limit,
     parse_v2_max,
 )
+from kube_lxcfs.mountinfo import MountinfoError, parse_mountinfo
 from unit.captures import capture_body
 
 # --- cpu lists (the cases of lxcfs's cpusetrange test, plus ours) --------------------------------
@@ -84,7 +84,7 @@ def test_mountinfo_fields() -> None:
     entries = parse_mountinfo(THIS_MACHINE)
     assert len(entries) == 4
     cpu = entries[1]
-    assert (cpu.mount_id, cpu.parent_id, cpu.device) == (32, 31, "0:29")
+    assert (cpu.mount_id, cpu.parent_id, cpu.dev) == (32, 31, (0, 29))
     assert (cpu.root, cpu.mount_point, cpu.fstype, cpu.source) == (
         "/",
         "/sys/fs/cgroup/cpu",
@@ -104,7 +104,7 @@ def test_mountinfo_optional_fields_and_escapes() -> None:
 
 
 def test_mountinfo_malformed() -> None:
-    with pytest.raises(ParseError):
+    with pytest.raises(MountinfoError):
         parse_mountinfo("31 23 0:28 / /sys/fs/cgroup rw,relatime tmpfs")
 
 
@@ -148,6 +148,22 @@ def test_proc_cgroup_v1_and_unified() -> None:
         CgroupEntry(1, ("cpu", "cpuacct"), "/a:b"),
         CgroupEntry(0, (), "/init.scope"),
     )
+
+
+@pytest.mark.parametrize("splitter", ["\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028"])
+def test_proc_cgroup_breaks_lines_at_newline_only(splitter: str) -> None:
+    """The kernel refuses only ``\n`` in a cgroup name (docs/security.md)."""
+    text = f"4:memory:/x{splitter}4:memory:/victim\n0::/\n"
+    assert parse_proc_cgroup(text)[0] == CgroupEntry(
+        4, ("memory",), f"/x{splitter}4:memory:/victim"
+    )
+    assert len(parse_proc_cgroup(text)) == 2
+
+
+def test_mountinfo_breaks_lines_at_newline_only() -> None:
+    line = "36 25 0:30 / /run/odd\x0bname rw,nosuid - tmpfs tmpfs rw\n"
+    (entry,) = parse_mountinfo(line)
+    assert entry.mount_point == "/run/odd\x0bname"
 
 
 @pytest.mark.parametrize("text", ["memory:/x", "x:memory:/a", "4:memory:relative"])

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from kube_lxcfs.cgroups.reader import StallFault
-from kube_lxcfs.render_cache import CachePolicy, CgroupSlow, RenderCache, TtlCache
+from kube_lxcfs.render_cache import CachePolicy, CgroupSlow, RenderCache
+from kube_lxcfs.ttl_cache import TtlCache
 
 
 class Clock:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kube_lxcfs.runtime.spec import DEFAULT_FILES, WrapSettings, wrap_spec
+from kube_lxcfs.files import INJECTED_FILES
+from kube_lxcfs.runtime.spec import WrapSettings, wrap_spec
 from kube_lxcfs.runtime.wrapper import load_settings, parse_invocation
 from kube_lxcfs.views.sysinfo import SYSINFO_SIZE, SysinfoValues, pack_sysinfo, unpack_sysinfo
 
@@ -39,7 +43,7 @@ def destinations(spec: dict[str, Any]) -> list[str]:
 def test_adds_every_default_file_read_only_from_the_mount_dir() -> None:
     out, report = wrap_spec(base_spec(), SETTINGS)
     added = {m["destination"]: m for m in out["mounts"][2:]}
-    assert sorted(added) == sorted("/" + f for f in DEFAULT_FILES)
+    assert sorted(added) == sorted("/" + f.rstrip("/") for f in INJECTED_FILES)
     meminfo = added["/proc/meminfo"]
     assert meminfo["source"] == "/var/lib/lxcfs/proc/meminfo"
     assert meminfo["type"] == "bind"
@@ -80,6 +84,51 @@ def test_files_annotation_selects_a_subset() -> None:
     spec = base_spec(annotations={"kube-lxcfs.io/files": "proc/meminfo, /proc/cpuinfo"})
     out, _ = wrap_spec(spec, SETTINGS)
     assert destinations(out)[2:] == ["/proc/cpuinfo", "/proc/meminfo"]
+
+
+def test_the_files_annotation_only_narrows_the_configured_list() -> None:
+    """A pod's annotation chooses among the node's files; it names no other path (a pod
+    cannot get /etc/shadow or the whole mount dir bound into itself; docs/security.md)."""
+    hostile = "../../etc/shadow,proc/../../../etc/passwd,/,.,proc,sys/devices,proc/meminfo"
+    out, report = wrap_spec(base_spec(annotations={"kube-lxcfs.io/files": hostile}), SETTINGS)
+    assert report.mounted == ["/proc/meminfo"]
+    assert all(m["source"].startswith("/var/lib/lxcfs/proc/") for m in out["mounts"][2:])
+
+
+BAD_SPECS = {
+    "annotations a list": {"annotations": ["kube-lxcfs.io/files"]},
+    "mounts an object": {"mounts": {"destination": "/proc"}},
+    "a mount that is text": {"mounts": ["/proc"]},
+    "files not text": {"annotations": {"kube-lxcfs.io/files": 7}},
+    "a mount without fields": {"mounts": [None]},
+}
+
+
+@pytest.mark.parametrize("fields", list(BAD_SPECS.values()), ids=list(BAD_SPECS))
+def test_a_malformed_spec_is_handed_over_unchanged(tmp_path: Path, fields: dict) -> None:
+    """The wrapper never blocks a container because of us: whatever the bundle holds, the real
+    runtime (here /bin/true, as containerd would call runc) gets it unchanged, and the
+    wrapper says why in one line instead of a traceback."""
+    (tmp_path / "config.json").write_text(json.dumps(base_spec(**fields)))
+    before = (tmp_path / "config.json").read_text()
+    env = {
+        **os.environ,
+        "KUBE_LXCFS_RUNTIME": "/bin/true",
+        "KUBE_LXCFS_SECCOMP_SOCKET": "",
+        "KUBE_LXCFS_RUNTIME_CONFIG": str(tmp_path / "absent.json"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "kube_lxcfs", "runtime", "create", "--bundle", str(tmp_path), "c1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("kube-lxcfs-runc: leaving the bundle unchanged: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "config.json").read_text() == before
 
 
 def test_new_allow_by_default_profile_notifies_sysinfo() -> None:

@@ -11,9 +11,10 @@ import pytest
 from kube_lxcfs.cgroups.hierarchy import Hierarchy
 from kube_lxcfs.cgroups.parse import parse_meminfo_kb
 from kube_lxcfs.cgroups.reader import V2
+from kube_lxcfs.files import FILES
 from kube_lxcfs.render_cache import CachePolicy
 from kube_lxcfs.tree import ProcTree, build_tree
-from unit.fakehost import FakeHost
+from unit.fakehost import PRESSURE_PATHS, FakeHost
 
 STAT_256M = (
     "anon 67108864\nfile 1048576\nshmem 0\nactive_anon 0\ninactive_anon 67108864\n"
@@ -85,11 +86,9 @@ def mem(tree: ProcTree, pid: int) -> dict[str, int]:
 def test_layout_and_listing(host: FakeHost) -> None:
     tree = build_tree(host.options())
     assert tree.listdir("/") == ["proc", "sys"]
-    assert set(tree.listdir("/proc")) == {
-        "cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime", "slabinfo",
-        "pressure",
-    }  # fmt: skip
-    assert tree.listdir("/proc/pressure") == ["cpu", "io", "memory"]
+    served = {f.path.split("/")[2] for f in FILES if f.path.startswith("/proc/")}
+    assert set(tree.listdir("/proc")) == served
+    assert tree.listdir("/proc/pressure") == [p.rsplit("/", 1)[1] for p in PRESSURE_PATHS]
     assert tree.lookup("/proc/meminfo").mode == 0o444
     assert tree.lookup("/proc/nothing") is None
     assert tree.lookup("/sys/devices/system").kind == "dir"
@@ -102,8 +101,8 @@ def test_layout_and_listing(host: FakeHost) -> None:
 
 
 def test_no_pressure_dir_without_host_psi(host: FakeHost) -> None:
-    for resource in ("cpu", "io", "memory"):
-        (host.proc / "pressure" / resource).unlink()
+    for path in PRESSURE_PATHS:
+        (host.root / path.lstrip("/")).unlink()
     tree = build_tree(host.options())
     assert "pressure" not in tree.listdir("/proc")
     assert tree.lookup("/proc/pressure") is None
@@ -219,7 +218,7 @@ def test_loadavg_sampler_through_tree(host: FakeHost) -> None:
     (task / "stat").write_text("100 (x) R 1 0 0\n")
     assert tree.read("/proc/loadavg", 100) == b"0.00 0.00 0.00 0/1 100\n"
     now[0] = 105.0
-    tree.sampler.tick(now[0])
+    tree.context.sampler.tick(now[0])
     assert tree.read("/proc/loadavg", 100) == b"0.08 0.02 0.01 1/1 100\n"
     assert tree.read("/proc/loadavg", 101) == b"0.50 0.40 0.30 1/100 4242\n"  # root: host
     off = build_tree(host.options(loadavg=False))
@@ -239,17 +238,17 @@ def test_init_of_a_process_that_joined_with_setns(host: FakeHost) -> None:
     host.process(202, "/ctr/sub", ns="pid:[7]", nspid=(202, 9), ppid=1)
     init = build_tree(host.options(cgroup_of="init"))
     assert init.read("/sys/devices/system/cpu/online", 202) == b"2-3\n"
-    assert init.processes.namespace_init(202) == 200
+    assert init.context.processes.namespace_init(202) == 200
 
 
 def test_init_cache_is_revalidated(host: FakeHost) -> None:
     tree = build_tree(host.options())
-    assert tree.processes.namespace_init(201) == 200
+    assert tree.context.processes.namespace_init(201) == 200
     # the init exits and its pid is reused by an unrelated process in another namespace
     shutil.rmtree(host.proc / "200")
     host.process(200, "/", start_ticks=999999)
     host.process(210, "/ctr", ns="pid:[7]", nspid=(210, 1), ppid=1)
-    assert tree.processes.namespace_init(201) == 210
+    assert tree.context.processes.namespace_init(201) == 210
 
 
 def test_sysinfo_matches_meminfo_and_loadavg(host: FakeHost) -> None:

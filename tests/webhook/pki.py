@@ -1,11 +1,11 @@
-"""A throw-away CA and serving certificates for the webhook tests, from ``kube_lxcfs.certs``."""
+"""A throw-away CA and serving certificates for the webhook tests (``kube_lxcfs.deploy.certs``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from kube_lxcfs import certs
+from kube_lxcfs.deploy import certs
 
 SERVICE_NAME = "kube-lxcfs-webhook.kube-lxcfs.svc"
 

@@ -30,6 +30,7 @@ FLAGS = {
     "--webhook-config": "KUBE_LXCFS_WEBHOOK_WEBHOOK_CONFIG",
     "--webhook-service": "KUBE_LXCFS_WEBHOOK_WEBHOOK_SERVICE",
     "--log-level": "KUBE_LXCFS_WEBHOOK_LOG_LEVEL",
+    "--log-format": "KUBE_LXCFS_WEBHOOK_LOG_FORMAT",
     "--max-body-bytes": "KUBE_LXCFS_WEBHOOK_MAX_BODY_BYTES",
     "--max-connections": "KUBE_LXCFS_WEBHOOK_MAX_CONNECTIONS",
     "--idle-timeout": "KUBE_LXCFS_WEBHOOK_IDLE_TIMEOUT",
@@ -109,6 +110,16 @@ def test_bad_flag_value_is_argparse_usage_error() -> None:
     proc = run_cli(["--port", "70000"])
     assert proc.returncode == 2
     assert "out of range" in proc.stderr
+
+
+def test_a_zero_reload_interval_is_refused_not_replaced() -> None:
+    """0 would poll the files in a busy loop; it is an error, not silently the default."""
+    proc = run_cli(["--tls-reload-interval", "0"])
+    assert proc.returncode == 2
+    assert "--tls-reload-interval" in proc.stderr and "must be positive" in proc.stderr
+    proc = run_cli([], env={"KUBE_LXCFS_WEBHOOK_TLS_RELOAD_INTERVAL": "0"})
+    assert proc.returncode == 2
+    assert "KUBE_LXCFS_WEBHOOK_TLS_RELOAD_INTERVAL" in proc.stderr
 
 
 @pytest.mark.parametrize(

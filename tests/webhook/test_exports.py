@@ -18,7 +18,8 @@ LAYERS = {
     "admission": {"config", "mutation", "runtimeclass", "selection", "structs"},
     "metrics": set(),
     "tls": set(),
-    "server": {"admission", "config", "metrics", "tls"},
+    "options": {"config"},
+    "server": {"admission", "config", "metrics", "options", "tls"},
 }
 PURE = {"structs", "config", "selection", "mutation", "runtimeclass", "admission", "metrics"}
 IO_MODULES = {"socket", "ssl", "subprocess", "signal", "http", "os", "pathlib", "io"}

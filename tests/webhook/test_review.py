@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from kube_lxcfs.files import INJECTED_FILES
 from kube_lxcfs.webhook import admission as review_mod
 from kube_lxcfs.webhook.admission import BadReviewError, decode_patch, review
 from kube_lxcfs.webhook.config import InjectOptions, make_options
@@ -27,8 +28,8 @@ DEFAULT = InjectOptions()
 V1 = "admission.k8s.io/v1"
 V1BETA1 = "admission.k8s.io/v1beta1"
 
-PROC = ["cpuinfo", "diskstats", "meminfo", "stat", "swaps", "uptime", "loadavg"]
-DEFAULT_MOUNT_PATHS = [f"/proc/{f}" for f in PROC] + ["/sys/devices/system/cpu"]
+DEFAULT_MOUNT_PATHS = ["/" + path.rstrip("/") for path in INJECTED_FILES]
+"""The table's default list (pinned as a compatibility contract in tests/unit/test_table.py)."""
 
 MUTATED_FIXTURES = [
     "bare-pod.json",
@@ -163,7 +164,7 @@ def test_default_files_and_host_path_types() -> None:
     _, ops = run(doc)
     patched = apply(doc["request"]["object"], ops)
     volumes = {v["name"]: v["hostPath"] for v in patched["spec"]["volumes"]}
-    for f in PROC:
+    for f in (p.removeprefix("proc/") for p in INJECTED_FILES if p.startswith("proc/")):
         assert volumes[f"lxcfs-proc-{f}"] == {"path": f"/var/lib/lxcfs/proc/{f}", "type": "File"}
     assert volumes["lxcfs-sys-devices-system-cpu"] == {
         "path": "/var/lib/lxcfs/sys/devices/system/cpu",

@@ -392,3 +392,39 @@ def test_serves_with_the_kubelets_service_links_in_its_environment(tmp_path: Pat
         assert server.connect().admit(load("bare-pod.json"))["response"]["allowed"]
     finally:
         server.terminate()
+
+
+def test_stalled_clients_give_their_slots_back(tmp_path: Path) -> None:
+    """A pod that can reach the Service may open connections and stall: before the TLS
+    handshake (bounded by a fixed 10 s) or half-way through a request (bounded by
+    --idle-timeout). With every slot taken a new connection is refused and counted (the API
+    server then admits the pod unmutated: failurePolicy Ignore); the slots come back by
+    themselves within those bounds (docs/security.md)."""
+    import socket
+
+    env = {"KUBE_LXCFS_WEBHOOK_MAX_CONNECTIONS": "3", "KUBE_LXCFS_WEBHOOK_IDLE_TIMEOUT": "1"}
+    with running_webhook(tmp_path, env) as server:
+        silent = socket.create_connection(("127.0.0.1", server.port))  # no handshake, ever
+        halves = [raw_tls(server.port, server.client_context()) for _ in range(2)]
+        for half in halves:
+            half.sendall(b"POST /mutate HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            server.connect().admit(load("bare-pod.json"))
+        started = time.monotonic()
+        for half in halves:  # the idle timeout ends them with a 408 (it used to be a 500)
+            half.settimeout(10)
+            answer = b""
+            while chunk := half.recv(65536):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+            half.close()
+        assert time.monotonic() - started < 5
+        assert server.connect().admit(load("bare-pod.json"))["response"]["allowed"]
+        silent.settimeout(20)
+        assert silent.recv(1) == b""  # closed by the server after the handshake timeout
+        assert time.monotonic() - started < 15
+        silent.close()
+        _, text = server.health("/metrics")
+        assert metric_value(text, "kube_lxcfs_webhook_refused_connections_total") >= 1
+        assert not [line for line in text.splitlines() if 'code="5' in line]
+        assert server.health("/readyz")[0] == 200

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from kube_lxcfs.errors import KubeLxcfsError
 
-class CgroupError(Exception):
+
+class CgroupError(KubeLxcfsError):
     """Base of every error the cgroup layer raises on purpose."""
 
 

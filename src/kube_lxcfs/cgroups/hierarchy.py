@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kube_lxcfs.cgroups.errors import CgroupUnavailable
-from kube_lxcfs.cgroups.parse import CgroupEntry, parse_mountinfo
+from kube_lxcfs.cgroups.parse import CgroupEntry
+from kube_lxcfs.mountinfo import parse_mountinfo
 
 V1_CONTROLLERS = frozenset(
     {
@@ -34,9 +35,6 @@ V1_CONTROLLERS = frozenset(
         "rdma",
     }
 )
-
-Controller = Literal["memory", "cpu", "cpuacct", "cpuset", "blkio", "pids"]
-"""The resources kube-lxcfs asks about, by their v1 names."""
 
 V2_NAME: dict[str, str | None] = {
     "memory": "memory",
@@ -72,6 +70,33 @@ class Layout:
 
     hierarchies: tuple[Hierarchy, ...]
     by_controller: dict[str, Hierarchy]
+
+    @classmethod
+    def of(cls, hierarchies: tuple[Hierarchy, ...]) -> Layout:
+        """The layout of these hierarchies: a v1 controller wins over the cgroup2 mount.
+
+        On cgroup2, a v1 name is answered when its v2 spelling is in ``cgroup.controllers``
+        (``cpuacct`` always: ``cpu.stat`` exists in every v2 cgroup); any other controller
+        listed there (``hugetlb``...) is answered by its own name.
+        """
+        by_controller: dict[str, Hierarchy] = {}
+        for h in hierarchies:
+            if h.version == 1:
+                for c in h.controllers:
+                    by_controller.setdefault(c, h)
+        for h in hierarchies:
+            if h.version == 2:
+                for name, v2_name in V2_NAME.items():
+                    if name not in by_controller and (v2_name is None or v2_name in h.controllers):
+                        by_controller[name] = h
+                for name in h.controllers:
+                    by_controller.setdefault(name, h)
+        return cls(tuple(hierarchies), by_controller)
+
+    @property
+    def unified(self) -> Hierarchy | None:
+        """The cgroup2 mount, if any."""
+        return next((h for h in self.hierarchies if h.version == 2), None)
 
     @property
     def kind(self) -> Literal["v1", "hybrid", "v2", "none"]:
@@ -124,17 +149,7 @@ def discover_layout(
             seen_v2 = True
             text = read_controllers(mount_point) or ""
             hierarchies.append(Hierarchy(2, frozenset(text.split()), mount_point, entry.root))
-    by_controller: dict[str, Hierarchy] = {}
-    for h in hierarchies:
-        if h.version == 1:
-            for c in h.controllers:
-                by_controller.setdefault(c, h)
-    for h in hierarchies:
-        if h.version == 2:
-            for name, v2_name in V2_NAME.items():
-                if name not in by_controller and (v2_name is None or v2_name in h.controllers):
-                    by_controller[name] = h
-    return Layout(tuple(hierarchies), by_controller)
+    return Layout.of(tuple(hierarchies))
 
 
 def normalize_cgroup_path(path: str, root: str = "/") -> str:

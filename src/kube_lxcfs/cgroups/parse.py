@@ -16,64 +16,6 @@ V1_UNLIMITED_FLOOR = 1 << 62
 pages, a little less on 64 KiB pages); anything this large is treated as unlimited."""
 
 
-# --- /proc/self/mountinfo ----------------------------------------------------------------
-
-
-class MountEntry(NamedTuple):
-    """One line of /proc/<pid>/mountinfo (proc(5))."""
-
-    mount_id: int
-    parent_id: int
-    device: str
-    """major:minor of the filesystem."""
-    root: str
-    """The directory of the filesystem that is mounted here ("/" unless a bind/cgroupns)."""
-    mount_point: str
-    fstype: str
-    source: str
-    super_options: tuple[str, ...]
-
-
-def _unescape_mount_field(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo octal."""
-    if "\\" not in field:
-        return field
-    out: list[str] = []
-    i = 0
-    while i < len(field):
-        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_mountinfo_line(line: str) -> MountEntry:
-    """Parse one mountinfo line; optional fields end at the ``-`` separator."""
-    fields = line.split()
-    try:
-        sep = fields.index("-", 6)
-        return MountEntry(
-            mount_id=int(fields[0]),
-            parent_id=int(fields[1]),
-            device=fields[2],
-            root=_unescape_mount_field(fields[3]),
-            mount_point=_unescape_mount_field(fields[4]),
-            fstype=fields[sep + 1],
-            source=_unescape_mount_field(fields[sep + 2]),
-            super_options=tuple(fields[sep + 3].split(",")) if len(fields) > sep + 3 else (),
-        )
-    except (ValueError, IndexError) as exc:
-        raise ParseError("mountinfo", line) from exc
-
-
-def parse_mountinfo(text: str) -> tuple[MountEntry, ...]:
-    """Parse a whole mountinfo file."""
-    return tuple(parse_mountinfo_line(line) for line in text.splitlines() if line.strip())
-
-
 # --- /proc/<pid>/cgroup ------------------------------------------------------------------
 
 
@@ -87,13 +29,24 @@ class CgroupEntry(NamedTuple):
 
 
 @functools.lru_cache(maxsize=4096)
+def kernel_lines(text: str) -> list[str]:
+    """The lines of a kernel file that carries names chosen by others: split at ``\n`` only.
+
+    ``str.splitlines`` also splits at ``\r``, ``\v``, ``\f``, ``\x1c``-``\x1e``, U+0085 and
+    U+2028, which a cgroup name (the kernel refuses only ``\n``), a comm or a mount path may
+    contain: a process in a cgroup named ``x\r4:memory:/other`` would otherwise be read as a
+    member of ``/other`` and be shown that cgroup's limits.
+    """
+    return text.split("\n")
+
+
 def parse_proc_cgroup(text: str) -> tuple[CgroupEntry, ...]:
     """Parse /proc/<pid>/cgroup.  The path may contain ':' and starts with '/'.
 
     Memoized on the text: many readers share a few cgroups, and the result is immutable.
     """
     entries = []
-    for line in text.splitlines():
+    for line in kernel_lines(text):
         if not line:
             continue
         parts = line.split(":", 2)
@@ -368,7 +321,7 @@ def parse_pid_status(text: str) -> PidStatus:
     """Extract PPid and NSpid from /proc/<pid>/status."""
     ppid: int | None = None
     nspid: tuple[int, ...] = ()
-    for line in text.splitlines():
+    for line in kernel_lines(text):  # the Name: line holds the process's own comm
         if line.startswith("PPid:"):
             ppid = parse_int(line[5:], "status PPid")
         elif line.startswith("NSpid:"):

@@ -41,7 +41,7 @@ from kube_lxcfs.cgroups.snapshot import (
     MemorySnapshot,
     MemoryStat,
 )
-from kube_lxcfs.render_cache import TtlCache
+from kube_lxcfs.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,15 @@ def read_text(path: str) -> str:
             data = b"".join(chunks)
     finally:
         os.close(fd)
-    return data.decode("utf-8", "replace")
+    # surrogateescape: a cgroup path in /proc/<pid>/cgroup that is not UTF-8 still names its
+    # directory when joined back into a path ("replace" would name no directory at all)
+    return data.decode("utf-8", "surrogateescape")
 
 
 _CHUNK = 65536
 
 
-def _read_optional(path: str) -> str | None:
+def read_optional(path: str) -> str | None:
     """The file's text, or ``None`` if it does not exist (a kernel without that file)."""
     try:
         return read_text(path)
@@ -210,7 +212,7 @@ class V1Backend(_LimitCache):
     def _read_hier_min(self, h: Hierarchy, cgroup: str, name: str) -> int | None:
         limits: list[int | None] = []
         for cg in _limited_ancestors(cgroup):
-            text = _read_optional(h.directory(cg) + "/" + name)
+            text = read_optional(h.directory(cg) + "/" + name)
             if text is not None:
                 limits.append(parse_v1_limit(text, name))
         return _min_limit(limits)
@@ -224,7 +226,7 @@ class V1Backend(_LimitCache):
         limit = self._hier_min(h, cgroup, "memory.limit_in_bytes")
         swap_limit: int | None = None
         swap_usage: int | None = None
-        memsw_usage = _read_optional(d + "/memory.memsw.usage_in_bytes") if swap else None
+        memsw_usage = read_optional(d + "/memory.memsw.usage_in_bytes") if swap else None
         if memsw_usage is not None:
             swap_usage = max(0, parse_int(memsw_usage, "memory.memsw.usage_in_bytes") - usage)
             memsw_limit = self._hier_min(h, cgroup, "memory.memsw.limit_in_bytes")
@@ -232,13 +234,13 @@ class V1Backend(_LimitCache):
                 swap_limit = max(0, memsw_limit - (limit if limit is not None else 0))
         swappiness: int | None = None
         if swap_usage is not None:
-            swappiness_text = _read_optional(d + "/memory.swappiness")
+            swappiness_text = read_optional(d + "/memory.swappiness")
             swappiness = None if swappiness_text is None else parse_int(swappiness_text)
         return MemorySnapshot(cgroup, limit, usage, stat, swap_limit, swap_usage, swappiness)
 
     def cpuset(self, h: Hierarchy, cgroup: str) -> frozenset[int] | None:
         d = h.directory(cgroup)
-        text = _read_optional(d + "/cpuset.effective_cpus")  # Linux 4.x+
+        text = read_optional(d + "/cpuset.effective_cpus")  # Linux 4.x+
         if text is None:
             text = read_text(d + "/cpuset.cpus")  # raises if the cgroup is gone
         return parse_cpu_list(text) if text.strip() else None
@@ -251,7 +253,7 @@ class V1Backend(_LimitCache):
             quota_text = (
                 read_text(d + "/cpu.cfs_quota_us")
                 if cg == cgroup
-                else (_read_optional(d + "/cpu.cfs_quota_us"))
+                else (read_optional(d + "/cpu.cfs_quota_us"))
             )
             if quota_text is None:
                 continue
@@ -264,7 +266,7 @@ class V1Backend(_LimitCache):
 
     def cpu_usage(self, h: Hierarchy, cgroup: str) -> CpuUsage | None:
         d = h.directory(cgroup)
-        text = _read_optional(d + "/cpuacct.usage_all")
+        text = read_optional(d + "/cpuacct.usage_all")
         if text is not None:
             per_cpu = parse_cpuacct_usage_all(text)
         else:
@@ -285,12 +287,12 @@ class V1Backend(_LimitCache):
         # BFQ scheduler: a source counts only if the hierarchy root lists a device in it
         # (otherwise this kernel accounts nothing there and the host's file is right).
         for prefix in ("blkio.", "blkio.throttle.", "blkio.bfq."):
-            serviced = _read_optional(f"{d}/{prefix}io_serviced_recursive")
-            service_bytes = _read_optional(f"{d}/{prefix}io_service_bytes_recursive")
+            serviced = read_optional(f"{d}/{prefix}io_serviced_recursive")
+            service_bytes = read_optional(f"{d}/{prefix}io_service_bytes_recursive")
             if serviced is None or service_bytes is None:
                 continue
             name = prefix + "io_serviced_recursive"
-            root = serviced if cgroup == "/" else _read_optional(f"{h.mount_point}/{name}")
+            root = serviced if cgroup == "/" else read_optional(f"{h.mount_point}/{name}")
             if not root or not parse_blkio_recursive(root, name):
                 continue
             ops = parse_blkio_recursive(serviced, prefix + "io_serviced_recursive")
@@ -320,7 +322,7 @@ class V2Backend(_LimitCache):
     def _read_hier_min(self, h: Hierarchy, cgroup: str, name: str) -> int | None:
         limits: list[int | None] = []
         for cg in _limited_ancestors(cgroup):
-            text = _read_optional(h.directory(cg) + "/" + name)
+            text = read_optional(h.directory(cg) + "/" + name)
             if text is not None:
                 limits.append(parse_v2_max(text, name))
         return _min_limit(limits)
@@ -343,7 +345,7 @@ class V2Backend(_LimitCache):
         d = h.directory(cgroup)
         stat_values = parse_flat_keyed(read_text(d + "/memory.stat"), "memory.stat")
         stat = memory_stat_from(stat_values, V2_STAT_KEYS)
-        current = _read_optional(d + "/memory.current")
+        current = read_optional(d + "/memory.current")
         if current is not None:
             usage = parse_int(current, "memory.current")
         elif cgroup == "/":
@@ -352,7 +354,7 @@ class V2Backend(_LimitCache):
         else:
             raise CgroupUnavailable(f"{d}/memory.current is missing")
         limit = self._hier_min(h, cgroup, "memory.max")
-        swap_current = _read_optional(d + "/memory.swap.current") if swap else None
+        swap_current = read_optional(d + "/memory.swap.current") if swap else None
         swap_usage = None if swap_current is None else parse_int(swap_current)
         swap_limit = (
             self._hier_min(h, cgroup, "memory.swap.max") if swap_usage is not None else None
@@ -364,7 +366,7 @@ class V2Backend(_LimitCache):
         # cpuset.cpus.effective exists only where the cpuset controller is enabled;
         # the nearest ancestor that has it bounds this cgroup.
         for cg in ancestors(cgroup):
-            text = _read_optional(h.directory(cg) + "/cpuset.cpus.effective")
+            text = read_optional(h.directory(cg) + "/cpuset.cpus.effective")
             if text is not None and text.strip():
                 return parse_cpu_list(text)
         return None
@@ -373,7 +375,7 @@ class V2Backend(_LimitCache):
         _require_dir(h, cgroup)
         ratios: list[float] = []
         for cg in _limited_ancestors(cgroup):
-            text = _read_optional(h.directory(cg) + "/cpu.max")
+            text = read_optional(h.directory(cg) + "/cpu.max")
             if text is not None:
                 quota, period = parse_cpu_max(text)
                 if quota is not None:
@@ -397,7 +399,7 @@ class V2Backend(_LimitCache):
 
     def pressure(self, h: Hierarchy, cgroup: str, resource: str) -> str | None:
         d = _require_dir(h, cgroup)
-        text = _read_optional(f"{d}/{resource}.pressure")
+        text = read_optional(f"{d}/{resource}.pressure")
         if text is None:
             return None
         parse_pressure(text)  # validate: a malformed file falls back to the host's
@@ -489,9 +491,13 @@ class CgroupReader:
             return None
         return self.backend(h).io(h, cg)
 
-    def pressure(self, entries: tuple[CgroupEntry, ...], resource: str) -> str | None:
-        """The cgroup's own PSI file (v2), or ``None`` (then the host's is right)."""
-        controller = {"io": "blkio", "cpu": "cpu", "memory": "memory"}[resource]
+    def pressure(
+        self, entries: tuple[CgroupEntry, ...], resource: str, controller: str
+    ) -> str | None:
+        """The cgroup's own ``<resource>.pressure`` (v2), or ``None`` (then the host's is right).
+
+        ``controller`` picks the hierarchy (the table of virtual files says which).
+        """
         h = self.layout.hierarchy(controller)
         if h is None or h.version != 2:
             return None
@@ -509,7 +515,7 @@ class CgroupReader:
         return pids
 
     def _collect(self, directory: str, depth: int, pids: list[int]) -> None:
-        text = _read_optional(directory + "/cgroup.procs")
+        text = read_optional(directory + "/cgroup.procs")
         if text is None:
             return
         pids.extend(int(p) for p in text.split())

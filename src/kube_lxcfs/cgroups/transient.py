@@ -28,13 +28,14 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
-from kube_lxcfs.cgroups.hierarchy import discover_layout as discover_core_layout
+from kube_lxcfs.cgroups.errors import CgroupError
+from kube_lxcfs.cgroups.hierarchy import V2_NAME, Layout, discover_layout
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,6 @@ DEFAULT_CPU_PERIOD_US = 100_000
 
 DEFAULT_CONTROLLERS: tuple[str, ...] = ("memory", "cpu", "cpuacct", "cpuset", "blkio", "pids")
 """Controllers a transient cgroup joins by default: everything /proc rendering reads."""
-
-V2_NAME = {"blkio": "io", "cpuacct": "cpu"}
-"""v1 controller name → the v2 controller that provides the same files."""
-
-
-class CgroupError(RuntimeError):
-    """A cgroup could not be created, configured or joined; the message says which file."""
 
 
 class CgroupBusyError(CgroupError):
@@ -123,44 +117,6 @@ class Limits:
 # --- where the controllers are mounted --------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Hierarchy:
-    """One mounted cgroup hierarchy."""
-
-    mountpoint: Path
-    version: Literal[1, 2]
-    controllers: frozenset[str]
-    """v1: the controllers of the mount (``name=systemd`` included); v2: ``cgroup.controllers``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """Which hierarchy serves each controller on this host."""
-
-    hierarchies: tuple[Hierarchy, ...]
-
-    @property
-    def unified(self) -> Hierarchy | None:
-        """The cgroup2 mount, if any."""
-        return next((h for h in self.hierarchies if h.version == 2), None)
-
-    def hierarchy_for(self, controller: str) -> Hierarchy | None:
-        """The hierarchy that controls ``controller``: v1 wins over v2 (hybrid hosts).
-
-        ``cpuacct`` on v2 is the unified hierarchy itself (``cpu.stat`` exists in
-        every v2 cgroup); other v2 controllers must be listed in ``cgroup.controllers``.
-        """
-        for h in self.hierarchies:
-            if h.version == 1 and controller in h.controllers:
-                return h
-        unified = self.unified
-        if unified is None:
-            return None
-        if controller == "cpuacct" or V2_NAME.get(controller, controller) in unified.controllers:
-            return unified
-        return None
-
-
 def _read_controllers(directory: str) -> str | None:
     try:
         return Path(directory, "cgroup.controllers").read_text()
@@ -168,23 +124,16 @@ def _read_controllers(directory: str) -> str | None:
         return None
 
 
-def layout_from_mountinfo(
-    mountinfo: str, read_controllers: Callable[[str], str | None] = _read_controllers
-) -> Layout:
-    """The layout described by ``mountinfo`` text (core's discovery, as paths to write to)."""
-    found = discover_core_layout(mountinfo, read_controllers)
-    return Layout(
-        tuple(Hierarchy(Path(h.mount_point), h.version, h.controllers) for h in found.hierarchies)
-    )
+def host_layout(mountinfo_path: str | Path = "/proc/self/mountinfo") -> Layout:
+    """This host's cgroup hierarchies (:func:`cgroups.hierarchy.discover_layout` on its files)."""
+    text = Path(mountinfo_path).read_text(errors="surrogateescape")
+    return discover_layout(text, _read_controllers)
 
 
-def discover_layout(mountinfo_path: str | Path = "/proc/self/mountinfo") -> Layout:
-    """Read the cgroup hierarchies of this host from ``mountinfo_path``.
-
-    The first mount of a hierarchy wins over later bind mounts of it; a cgroup2
-    mount's controllers come from its ``cgroup.controllers``.
-    """
-    return layout_from_mountinfo(Path(mountinfo_path).read_text(errors="surrogateescape"))
+def _directory(layout: Layout, controller: str, parts: Sequence[str]) -> Path | None:
+    """Where the cgroup ``parts`` is in the hierarchy answering ``controller``."""
+    hierarchy = layout.hierarchy(controller)
+    return None if hierarchy is None else Path(hierarchy.mount_point, *parts)
 
 
 # --- low-level file helpers -------------------------------------------------
@@ -415,7 +364,7 @@ def _v1_prepare_cpuset(directory: Path) -> None:
 
 def _v2_enable(parent: Path, controllers: Iterable[str], available: frozenset[str]) -> None:
     """Enable ``controllers`` in ``parent``'s ``cgroup.subtree_control`` so children get them."""
-    wanted = {V2_NAME.get(c, c) for c in controllers if c != "cpuacct"} & available
+    wanted = {V2_NAME.get(c) or c for c in controllers if c != "cpuacct"} & available
     control = parent / "cgroup.subtree_control"
     try:
         enabled = {name.lstrip("+") for name in control.read_text().split()}
@@ -467,12 +416,12 @@ def _make(
     wanted = list(dict.fromkeys([*controllers, *sorted(limits.controllers)]))
     directories: dict[str, Path] = {}
     for controller in wanted:
-        hierarchy = layout.hierarchy_for(controller)
-        if hierarchy is None:
+        directory = _directory(layout, controller, parts)
+        if directory is None:
             if controller in limits.controllers:
                 raise CgroupError(f"no {controller} controller is mounted on this host")
             continue
-        directories[controller] = hierarchy.mountpoint.joinpath(*parts)
+        directories[controller] = directory
     if not directories:
         raise CgroupError(f"none of the controllers {wanted} is mounted on this host")
 
@@ -480,13 +429,13 @@ def _make(
     enabled_parents: set[Path] = set()
     try:
         for controller, directory in directories.items():
-            hierarchy = layout.hierarchy_for(controller)
+            hierarchy = layout.hierarchy(controller)
             assert hierarchy is not None
             for depth in range(1, len(parts) + 1):
-                level = hierarchy.mountpoint.joinpath(*parts[:depth])
+                level = Path(hierarchy.mount_point, *parts[:depth])
                 if hierarchy.version == 2 and level.parent not in enabled_parents:
                     enabled_parents.add(level.parent)
-                    on_v2 = [c for c in directories if layout.hierarchy_for(c) is hierarchy]
+                    on_v2 = [c for c in directories if layout.hierarchy(c) is hierarchy]
                     _v2_enable(level.parent, on_v2, hierarchy.controllers)
                 if level in cg._created:
                     continue
@@ -505,18 +454,18 @@ def _make(
         v1_dirs = {
             c: d
             for c, d in cg.directories.items()
-            if (h := layout.hierarchy_for(c)) is not None and h.version == 1
+            if (h := layout.hierarchy(c)) is not None and h.version == 1
         }
         _apply_v1(v1_dirs, limits)
         unified = layout.unified
         if unified is not None:
             v2_controllers = frozenset(
-                V2_NAME.get(c, c)
+                V2_NAME.get(c) or c
                 for c in cg.directories
-                if c != "cpuacct" and layout.hierarchy_for(c) is unified
+                if c != "cpuacct" and layout.hierarchy(c) is unified
             )
             if v2_controllers:
-                _apply_v2(unified.mountpoint.joinpath(*parts), limits, v2_controllers)
+                _apply_v2(Path(unified.mount_point, *parts), limits, v2_controllers)
     except BaseException:
         try:
             cg.remove(timeout=2)
@@ -540,27 +489,4 @@ def create_cgroup(
     the limits need, which must exist).  Missing ancestors are created and removed
     with it; the last component must not exist yet.
     """
-    return _make(name, limits or Limits(), tuple(controllers), layout or discover_layout())
-
-
-def move_to_root(
-    pid: int, controllers: Sequence[str] = DEFAULT_CONTROLLERS, layout: Layout | None = None
-) -> None:
-    """Move ``pid`` into the root cgroup of each hierarchy of ``controllers`` (no limits)."""
-    layout = layout or discover_layout()
-    seen: set[Path] = set()
-    for controller in controllers:
-        hierarchy = layout.hierarchy_for(controller)
-        if hierarchy is None or hierarchy.mountpoint in seen:
-            continue
-        seen.add(hierarchy.mountpoint)
-        _write(hierarchy.mountpoint / "cgroup.procs", str(pid))
-
-
-def iter_cgroup_paths(
-    pid: int | str = "self", proc_root: str = "/proc"
-) -> Iterator[tuple[str, str]]:
-    """(controllers, path) pairs of ``/proc/<pid>/cgroup``, for diagnostics and tests."""
-    for line in Path(proc_root, str(pid), "cgroup").read_text().splitlines():
-        _hier, controllers, path = line.split(":", 2)
-        yield controllers, path
+    return _make(name, limits or Limits(), tuple(controllers), layout or host_layout())

@@ -19,4 +19,6 @@ SUBCOMMANDS = (
     "doctor",
     "runtime",
     "setup-node",
+    "setup-docker",
+    "setup-podman",
 )

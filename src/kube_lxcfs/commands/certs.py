@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from kube_lxcfs.commands._options import positive_int
+
 HELP = "Generate a CA and serving certificate for the webhook."
 DESCRIPTION = (
     "Generate a private CA and a serving certificate for the webhook Service "
@@ -44,13 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--days",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_DAYS,
         help="validity of the serving certificate in days (default: %(default)s)",
     )
     parser.add_argument(
         "--ca-days",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CA_DAYS,
         help="validity of the CA in days (default: %(default)s)",
     )
@@ -63,19 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {value}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     """Generate, then write the files or print the Secret."""
-    from kube_lxcfs.certs import generate_bundle
+    from kube_lxcfs.deploy.certs import generate_bundle
     from kube_lxcfs.deploy.secrets import ca_bundle_b64, tls_secret, write_cert_files
 
     bundle = generate_bundle(

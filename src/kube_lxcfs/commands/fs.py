@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
+from kube_lxcfs.commands._options import add_logging_options
 from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET, STATE_DIR
+from kube_lxcfs.files_text import names_in
 from kube_lxcfs.vfs import FsOptions
 
 HELP = "Mount the virtual /proc and /sys/devices/system/cpu filesystem (FUSE, foreground)."
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Mount a read-only FUSE filesystem at MOUNTPOINT with lxcfs's layout:
-  proc/{cpuinfo,diskstats,loadavg,meminfo,stat,swaps,uptime,slabinfo}
-  proc/pressure/{cpu,io,memory}   (when the host has PSI)
+  proc/{names_in("/proc")}
+  proc/pressure/{names_in("/proc/pressure")}   (when the host has PSI)
   sys/devices/system/cpu/         (online/offline and cpuN/online from the cgroup)
 Each read is rendered from the cgroup of the process that reads, so a container
 that bind-mounts these files over its /proc sees its own limits.
@@ -121,6 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_restart_arguments(parser)
+    add_logging_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -187,9 +189,7 @@ def run(args: argparse.Namespace) -> int:
     mount_options: dict[str, str | bool] = {}
     for text in args.mount_options:
         mount_options.update(parse_mount_options(text))
-    if args.debug:
-        logging.getLogger().setLevel(logging.DEBUG)
-    restart = RestartHandling(
+    hooks = RestartHandling(
         args.mountpoint,
         on_stop=args.on_stop,
         state_dir=args.state_dir,
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_file=args.repair_metrics_file,
     )
     daemon = Daemon(
-        restart=restart,
+        hooks=hooks,
         mountpoint=args.mountpoint,
         fs_options=fs_options(args),
         mount_options=mount_options,

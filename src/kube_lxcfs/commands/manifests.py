@@ -17,7 +17,7 @@ DESCRIPTION = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``manifests`` subcommand."""
-    from kube_lxcfs.deploy.cli_values import add_value_options
+    from kube_lxcfs.commands._values import add_value_options
 
     parser = subparsers.add_parser("manifests", help=HELP, description=DESCRIPTION)
     add_value_options(parser)
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the values, render, print."""
-    from kube_lxcfs.deploy.cli_values import values_or_usage_error
+    from kube_lxcfs.commands._values import values_or_usage_error
     from kube_lxcfs.deploy.render import render, to_yaml
 
     values = values_or_usage_error(args, "manifests")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kube_lxcfs.commands._options import add_dry_run_option, add_logging_options
+
 HELP = "Repair stale bind mounts of running containers after a daemon restart."
 
 DESCRIPTION = """\
@@ -37,11 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=MOUNT_DIR,
         help="where the live filesystem is mounted (default: %(default)s)",
     )
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="only list the stale mounts (one line each), change nothing",
-    )
+    add_dry_run_option(parser)
     parser.add_argument(
         "--state-dir",
         default=STATE_DIR,
@@ -64,12 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "one per stale mount), then one line per container that had anything but healthy "
         "mounts; the summary goes to the log (stderr)"
     )
+    add_logging_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one pass and print one line per mount worth reporting, then a summary."""
-    from kube_lxcfs.repair import RepairError, Strategy, repair
+    from kube_lxcfs.repair import MountStatus, RepairError, Strategy, repair
 
     try:
         report = repair(
@@ -81,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
     except RepairError as exc:
         print(f"kube-lxcfs repair: {exc}", file=sys.stderr)
         return 1
-    shown = {"stale"} if args.dry_run else {"repaired", "reattached", "failed", "gone"}
+    if args.dry_run:
+        shown = {MountStatus.STALE}
+    else:
+        shown = {MountStatus.REPAIRED, MountStatus.REATTACHED, MountStatus.FAILED, MountStatus.GONE}
     for outcomes in report.by_namespace().values():
         for o in outcomes:
             if args.verbose or o.status in shown:

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from kube_lxcfs.commands._options import add_logging_options
 from kube_lxcfs.defaults import MOUNT_DIR
+from kube_lxcfs.files_text import names_in
 from kube_lxcfs.sandbox.quantity import (
     CPUSET_FORMS,
     QuantityError,
@@ -28,7 +30,7 @@ DESCRIPTION = f"""\
 
 COMMAND runs in a new cgroup with the given limits (cgroup v1, hybrid or v2) and in a private
 mount namespace where the files of a kube-lxcfs filesystem are bound read-only over
-/proc/{{cpuinfo,diskstats,loadavg,meminfo,stat,swaps,uptime}} and /sys/devices/system/cpu,
+/proc/{names_in("/proc", injected_only=True)} and /sys/devices/system/cpu,
 exactly as the admission webhook does in a pod.  So free, top, htop, nproc, os.cpu_count()
 and friends report the limits instead of the machine.
 
@@ -91,7 +93,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="use the kube-lxcfs (or lxcfs) filesystem mounted at DIR "
         f"(default: {MOUNT_DIR} if kube-lxcfs is mounted there, else a private one)",
     )
-    parser.add_argument("--debug", action="store_true", help="log what is set up and removed")
+    parser.add_argument(
+        "--debug", action="store_true", help="log what is set up and removed (--log-level debug)"
+    )
+    add_logging_options(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="to run")
     parser.set_defaults(handler=run)
 

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from kube_lxcfs.commands._options import add_dry_run_option, add_logging_options
 from kube_lxcfs.runtime.install import CONTAINERD_CONFIG, CRIO_DROPIN, HANDLER, LAUNCHER
 
 HELP = "Install the runtime wrapper on this node and register the RuntimeClass handler."
@@ -35,15 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=Path(os.environ.get("KUBE_LXCFS_HOST_ROOT", "/")),
         help="where the node's root filesystem is mounted (env KUBE_LXCFS_HOST_ROOT; default /)",
     )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="say what would change, change nothing"
-    )
+    add_dry_run_option(parser)
     parser.add_argument(
         "--best-effort",
         action="store_true",
         help="exit 0 even when the node cannot use the runtime class (the report still says"
         " why); the node agent's init container uses it so that the agent starts anyway",
     )
+    add_logging_options(parser)
     parser.set_defaults(handler=run)
 
 

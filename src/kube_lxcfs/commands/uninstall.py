@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kube_lxcfs.commands._options import say
+
 HELP = "Remove kube-lxcfs from the cluster (webhook configuration first)."
 DESCRIPTION = (
     "Delete every object of the deployment (same value options as `install`), starting with "
@@ -18,13 +20,13 @@ DESCRIPTION = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``uninstall`` subcommand."""
-    from kube_lxcfs.deploy.cli_values import add_value_options
-    from kube_lxcfs.deploy.cluster_options import add_cluster_options, add_dry_run_option
+    from kube_lxcfs.commands._options import add_cluster_options, add_dry_run_option
+    from kube_lxcfs.commands._values import add_value_options
 
     parser = subparsers.add_parser("uninstall", help=HELP, description=DESCRIPTION)
     add_value_options(parser)
     add_cluster_options(parser)
-    add_dry_run_option(parser)
+    add_dry_run_option(parser, server=True)
     parser.add_argument(
         "--wait", action="store_true", help="wait until the namespace is really gone"
     )
@@ -38,13 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _say(line: str) -> None:
-    print(line, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     """Delete in safe order, then report what is left to the user."""
-    from kube_lxcfs.deploy.cli_values import values_or_usage_error
+    from kube_lxcfs.commands._values import values_or_usage_error
     from kube_lxcfs.deploy.kubeapi import ApiError, connect, object_path
     from kube_lxcfs.deploy.lifecycle import (
         InstallError,
@@ -62,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     objects = render(values)
     try:
         api = None if args.dry_run == "client" else connect(args.kubeconfig, args.context)
-        uninstall(api, objects, _say, dry_run=args.dry_run, extra=self_provisioned_secret(values))
+        uninstall(api, objects, say, dry_run=args.dry_run, extra=self_provisioned_secret(values))
         if api is None:
             return 0
         if args.wait and not args.dry_run:
@@ -76,11 +74,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"kube-lxcfs uninstall: {exc}", file=sys.stderr)
         return 1
     if remaining:
-        _say(
+        say(
             f"namespaces still labelled {NAMESPACE_LABEL}=enabled: {', '.join(remaining)}; "
             "pods injected there read files that no longer answer: restart them, and remove "
             f"the label with: kubectl label namespace {' '.join(remaining)} {NAMESPACE_LABEL}-"
         )
     else:
-        _say(f"no namespace is labelled {NAMESPACE_LABEL}=enabled")
+        say(f"no namespace is labelled {NAMESPACE_LABEL}=enabled")
     return 0

@@ -5,11 +5,25 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from kube_lxcfs.commands._options import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    comma_list,
+    configure_logging,
+    fail,
+    port,
+    positive_int,
+    positive_seconds,
+    seconds,
+)
+
+if TYPE_CHECKING:
+    from kube_lxcfs.deploy.selfprovision import Watcher
 
 HELP = "Serve the mutating admission webhook that injects the virtual files into pods."
 
@@ -42,40 +56,6 @@ def _env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
 
 
-def _comma_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} out of range 0-65535")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seconds must not be negative: {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
 def _bool_word(text: str) -> bool:
     word = text.strip().lower()
     if word in TRUE_WORDS:
@@ -83,6 +63,13 @@ def _bool_word(text: str) -> bool:
     if word in FALSE_WORDS:
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _server_default(name: str) -> Any:
+    """The default of a :class:`~kube_lxcfs.webhook.options.ServerOptions` field."""
+    from kube_lxcfs.webhook.options import ServerOptions
+
+    return {f.name: f.default for f in fields(ServerOptions)}[name]
 
 
 @dataclass(frozen=True)
@@ -108,11 +95,17 @@ def _add(
     shown_default: str | None = None,
     **kwargs: Any,
 ) -> None:
-    """Add ``flag`` whose default comes from its env var, and say so in ``--help``."""
+    """Add ``flag`` whose default comes from its env var, and say so in ``--help``.
+
+    ``convert`` parses the variable, and the flag's value too unless an ``action`` or a
+    ``type`` is given.
+    """
+    if convert is not str and "action" not in kwargs:
+        kwargs.setdefault("type", convert)
     env = _env_name(flag)
     raw = os.environ.get(env)
     value = default
-    if convert is _port and raw is not None and SERVICE_LINK.fullmatch(raw):
+    if convert is port and raw is not None and SERVICE_LINK.fullmatch(raw):
         raw = None  # a Kubernetes service link, not our setting
     if raw is not None and raw != "":
         try:
@@ -141,7 +134,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -> None:
-    from kube_lxcfs.defaults import HEALTH_PORT, WEBHOOK_PORT
     from kube_lxcfs.defaults import MOUNT_DIR as mount_dir
     from kube_lxcfs.webhook.config import (
         DEFAULT_EXCLUDED_NAMESPACES as namespaces,
@@ -149,7 +141,6 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
     from kube_lxcfs.webhook.config import (
         DEFAULT_FILES as files,
     )
-    from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY as max_body
     from kube_lxcfs.webhook.config import DEFAULT_RUNTIME_CLASS as runtime_class
     from kube_lxcfs.webhook.config import (
         DEFAULT_SKIP_POD_LABELS as skip_labels,
@@ -175,23 +166,22 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         tls,
         "--tls-min-version",
         help="lowest TLS version accepted",
-        default="1.2",
+        default=_server_default("tls_min_version"),
         choices=("1.2", "1.3"),
         convert=str,
     )
     _add(
         tls,
         "--tls-reload-interval",
-        type=_seconds,
-        convert=_seconds,
-        default=10.0,
+        convert=positive_seconds,
+        default=_server_default("tls_reload_interval"),
         metavar="SECONDS",
         help="how often the cert/key files are checked for changes",
     )
     _add(
         tls,
         "--address",
-        default="0.0.0.0",
+        default=_server_default("address"),
         metavar="IP",
         convert=str,
         help="address both listeners bind to (:: for IPv6 and IPv4)",
@@ -199,17 +189,15 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
     _add(
         tls,
         "--port",
-        type=_port,
-        convert=_port,
-        default=WEBHOOK_PORT,
+        convert=port,
+        default=_server_default("port"),
         help="HTTPS port serving POST /mutate",
     )
     _add(
         tls,
         "--health-port",
-        type=_port,
-        convert=_port,
-        default=HEALTH_PORT,
+        convert=port,
+        default=_server_default("health_port"),
         help="plain-HTTP port serving /healthz, /readyz and /metrics",
     )
 
@@ -225,8 +213,7 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
     _add(
         inject,
         "--files",
-        type=_comma_list,
-        convert=_comma_list,
+        convert=comma_list,
         default=list(files),
         shown_default=",".join(files),
         metavar="LIST",
@@ -248,7 +235,6 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         "--inject-mode",
         default=modes[0],
         choices=modes,
-        type=str.lower,
         convert=str.lower,
         help="hostpath: add hostPath volumes and mounts of the files (needs a privileged-level"
         " namespace); runtimeclass: set spec.runtimeClassName to --runtime-class-name and add"
@@ -268,8 +254,7 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
     _add(
         select,
         "--exclude-namespaces",
-        type=_comma_list,
-        convert=_comma_list,
+        convert=comma_list,
         default=list(namespaces),
         shown_default=",".join(namespaces),
         metavar="LIST",
@@ -286,8 +271,7 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
     _add(
         select,
         "--skip-pod-labels",
-        type=_comma_list,
-        convert=_comma_list,
+        convert=comma_list,
         default=list(skip_labels),
         shown_default=",".join(skip_labels),
         metavar="LIST",
@@ -329,67 +313,73 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         ops,
         "--log-level",
         default="info",
-        choices=("debug", "info", "warning", "error"),
-        convert=str,
-        help="JSON log level on stderr (debug logs one line per admission)",
+        choices=LOG_LEVELS,
+        convert=str.lower,
+        help="lowest level logged on stderr (debug logs one line per admission)",
+    )
+    _add(
+        ops,
+        "--log-format",
+        default="json",
+        choices=LOG_FORMATS,
+        convert=str.lower,
+        help="one JSON object per line (for log collectors), or text lines",
     )
     _add(
         ops,
         "--max-body-bytes",
-        type=_positive_int,
-        convert=_positive_int,
-        default=max_body,
+        convert=positive_int,
+        default=_server_default("max_body_bytes"),
         metavar="BYTES",
         help="larger request bodies are refused with HTTP 413",
     )
     _add(
         ops,
         "--max-connections",
-        type=_positive_int,
-        convert=_positive_int,
-        default=1024,
+        convert=positive_int,
+        default=_server_default("max_connections"),
         metavar="N",
         help="open HTTPS connections at most (one thread each); more are closed at once",
     )
     _add(
         ops,
         "--idle-timeout",
-        type=_seconds,
-        convert=_seconds,
-        default=120.0,
+        convert=seconds,
+        default=_server_default("idle_timeout"),
         metavar="SECONDS",
         help="close keep-alive connections idle this long",
     )
     _add(
         ops,
         "--shutdown-grace",
-        type=_seconds,
-        convert=_seconds,
-        default=25.0,
+        convert=seconds,
+        default=_server_default("shutdown_grace"),
         metavar="SECONDS",
         help="on SIGTERM, wait at most this long for in-flight requests",
     )
     _add(
         ops,
         "--shutdown-delay",
-        type=_seconds,
-        convert=_seconds,
-        default=0.0,
+        convert=seconds,
+        default=_server_default("shutdown_delay"),
         metavar="SECONDS",
         help="on SIGTERM, fail /readyz and keep serving this long before closing the listener",
     )
 
 
 def _fail(message: str) -> int:
-    print(f"kube-lxcfs webhook: {message}", file=sys.stderr)
-    return 2
+    return fail("webhook", message)
+
+
+class _ProvisionError(Exception):
+    """Self-provisioning cannot start; the message is for the user."""
 
 
 def run(args: argparse.Namespace) -> int:
     """Check the options, then serve until SIGTERM."""
-    from kube_lxcfs import jsonlog
     from kube_lxcfs.webhook.config import ConfigError, make_options
-    from kube_lxcfs.webhook.server import ServerOptions, WebhookServer, serve_until_signalled
+    from kube_lxcfs.webhook.options import ServerOptions
+    from kube_lxcfs.webhook.server import WebhookServer, serve_until_signalled
     from kube_lxcfs.webhook.tls import TlsLoadError
 
     env_errors = [value for value in vars(args).values() if isinstance(value, EnvError)]
@@ -397,10 +387,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(env_errors[0]))
     watcher = None
     if args.self_provision_secret:
-        started = _self_provision(args)
-        if isinstance(started, str):
-            return _fail(started)
-        watcher = started
+        try:
+            watcher = _self_provision(args)
+        except _ProvisionError as exc:
+            return _fail(str(exc))
     for flag, value in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
         if not value:
             return _fail(f"{flag} is required (or set {_env_name(flag)})")
@@ -426,7 +416,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         health_port=args.health_port,
         tls_min_version=args.tls_min_version,
-        tls_reload_interval=args.tls_reload_interval or 10.0,
+        tls_reload_interval=args.tls_reload_interval,
         max_body_bytes=args.max_body_bytes,
         max_connections=args.max_connections,
         idle_timeout=args.idle_timeout,
@@ -434,7 +424,7 @@ def run(args: argparse.Namespace) -> int:
         shutdown_delay=args.shutdown_delay,
         inject=inject,
     )
-    jsonlog.configure(args.log_level)
+    configure_logging(args)
     try:
         server = WebhookServer(options)
     except TlsLoadError as exc:
@@ -448,18 +438,24 @@ def run(args: argparse.Namespace) -> int:
             watcher.stop()
 
 
-def _self_provision(args: argparse.Namespace) -> Any:
-    """Provision the serving certificate from the cluster; a watcher, or an error message."""
+def _self_provision(args: argparse.Namespace) -> Watcher:
+    """Provision the serving certificate from the cluster; the watcher that keeps it fresh."""
     from kube_lxcfs.deploy.kubeapi import ApiError
     from kube_lxcfs.deploy.selfprovision import start
 
     if not args.namespace:
-        return "--self-provision-secret needs --namespace (set it from the downward API)"
+        raise _ProvisionError(
+            "--self-provision-secret needs --namespace (set it from the downward API)"
+        )
     if not args.tls_cert or not args.tls_key:
-        return "--self-provision-secret needs --tls-cert and --tls-key (where to write them)"
+        raise _ProvisionError(
+            "--self-provision-secret needs --tls-cert and --tls-key (where to write them)"
+        )
     cert, key = Path(args.tls_cert), Path(args.tls_key)
     if (cert.name, key.name) != ("tls.crt", "tls.key") or cert.parent != key.parent:
-        return "--self-provision-secret writes DIR/tls.crt and DIR/tls.key: point both there"
+        raise _ProvisionError(
+            "--self-provision-secret writes DIR/tls.crt and DIR/tls.key: point both there"
+        )
     try:
         return start(
             namespace=args.namespace,
@@ -469,4 +465,4 @@ def _self_provision(args: argparse.Namespace) -> Any:
             cert_dir=cert.parent,
         )
     except (ApiError, OSError, ValueError) as exc:
-        return f"self-provisioning the certificate failed: {exc}"
+        raise _ProvisionError(f"self-provisioning the certificate failed: {exc}") from exc

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from kube_lxcfs.errors import KubeLxcfsError
+
 # kind → resource (plural) for every kind we create or inspect.
 PLURALS = {
     "Namespace": "namespaces",
@@ -38,7 +40,7 @@ PLURALS = {
 FIELD_MANAGER = "kube-lxcfs"
 
 
-class ApiError(Exception):
+class ApiError(KubeLxcfsError):
     """An API request failed; ``status`` is the HTTP status (0: no answer at all)."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:

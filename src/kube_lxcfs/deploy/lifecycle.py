@@ -16,12 +16,13 @@ from typing import Any
 
 from kube_lxcfs.deploy.kubeapi import ApiError, KubeApi, collection_path, describe, object_path
 from kube_lxcfs.deploy.values import NAMESPACE_LABEL
+from kube_lxcfs.errors import KubeLxcfsError
 
 Say = Callable[[str], None]
 CRD_GROUPS = {"cert-manager.io": "cert-manager", "monitoring.coreos.com": "the Prometheus Operator"}
 
 
-class InstallError(Exception):
+class InstallError(KubeLxcfsError):
     """An object could not be applied or removed; the message says which and why."""
 
 

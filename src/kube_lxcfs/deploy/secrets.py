@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kube_lxcfs.certs import CertBundle
+from kube_lxcfs.deploy.certs import CertBundle
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"

@@ -27,7 +27,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from kube_lxcfs import certs
+from kube_lxcfs.deploy import certs
 from kube_lxcfs.deploy.kubeapi import ApiError, KubeApi
 from kube_lxcfs.deploy.secrets import (
     TLS_CERT,
@@ -37,7 +37,7 @@ from kube_lxcfs.deploy.secrets import (
     write_cert_files,
 )
 
-log = logging.getLogger("kube_lxcfs.selfprovision")
+log = logging.getLogger(__name__)
 WEBHOOK_CONFIG_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
 LABELS = {"app.kubernetes.io/name": "kube-lxcfs", "app.kubernetes.io/component": "webhook"}
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from kube_lxcfs import __version__
 from kube_lxcfs.defaults import HEALTH_PORT, MOUNT_DIR, WEBHOOK_PORT
+from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.webhook.config import DEFAULT_FILES as WEBHOOK_DEFAULT_FILES
 from kube_lxcfs.webhook.config import DEFAULT_RUNTIME_CLASS
 
@@ -214,7 +215,7 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-class ValuesError(ValueError):
+class ValuesError(KubeLxcfsError, ValueError):
     """Bad values or a bad ``--set`` expression; the message is one line for the user."""
 
 

@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kube_lxcfs.errors import KubeLxcfsError
+from kube_lxcfs.fuse.hooks import DaemonHooks
 from kube_lxcfs.fuse.mounts import MountState, lazy_unmount, mount_at, mount_state
 from kube_lxcfs.fuse.operations import TreeOperations
 from kube_lxcfs.fuse.stop import StopSignals
-from kube_lxcfs.repair.hook import RestartHandling
-from kube_lxcfs.vfs import FsOptions, VirtualTree
+from kube_lxcfs.vfs import FsOptions, Lifecycle, SysinfoSource, VirtualTree
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ IGNORED_MOUNT_OPTIONS = frozenset({"nonempty"})
 """Options libfuse3 rejects that old lxcfs command lines still carry."""
 
 
-class DaemonError(RuntimeError):
+class DaemonError(KubeLxcfsError, RuntimeError):
     """The daemon cannot start; the message is for the user (one line)."""
 
 
@@ -170,6 +171,8 @@ def serve(
         caller_pid=lambda: mfusepy.fuse_get_context()[2],
         on_init=on_ready,
     )
+    if stop is not None:
+        stop.count_open_files(lambda: operations.open_count)
     try:
         mfusepy.FUSE(
             operations,
@@ -203,7 +206,7 @@ class Daemon:
     pidfile: Path | None = None
     debug: bool = False
     tree_factory: Callable[[FsOptions], VirtualTree] | None = None
-    restart: RestartHandling | None = None
+    hooks: DaemonHooks | None = None
     """Repair of containers after start, detach on stop (kube_lxcfs.repair.hook)."""
     seccomp_socket: Path | None = None
     """Where to answer wrapped containers' sysinfo(2) (see kube_lxcfs.runtime)."""
@@ -212,27 +215,24 @@ class Daemon:
         """Serve until a signal; 0 after a clean unmount."""
         mountpoint = Path(os.path.abspath(self.mountpoint))
         options = mount_options(self.mount_options)
-        restart = self.restart
-        if restart is not None:
-            restart.before_serve()  # before any thread starts: they inherit its signal mask
-        stop = None
-        if restart is None or restart.on_stop != "detach":  # detach mode owns the signals
-            stop = StopSignals(mountpoint)
-            stop.install()
+        hooks = self.hooks
+        if hooks is not None:
+            hooks.before_serve()
+        # before any other thread starts: threads inherit the signal mask
+        stop = StopSignals(mountpoint, hooks.before_stop if hooks is not None else None)
+        stop.install()
 
         def on_ready() -> None:
             log.info("serving %s", mountpoint)
-            if stop is not None:
-                stop.loop_ready()
-            if restart is not None:
-                restart.on_ready()  # only starts threads: never holds the request loop
+            stop.loop_ready()
+            if hooks is not None:
+                hooks.on_ready()  # only starts threads: never holds the request loop
 
         with pidfile_lock(self.pidfile):
             prepare_mountpoint(mountpoint)
             tree = self._build_tree()
-            start = getattr(tree, "start", None)
-            if callable(start):
-                start()
+            if isinstance(tree, Lifecycle):
+                tree.start()
             listener = self._start_seccomp_listener(tree)
             try:
                 log.info(
@@ -250,26 +250,23 @@ class Daemon:
                     stop=stop,
                 )
             finally:
-                if stop is not None:
-                    stop.restore()
-                if restart is not None:
-                    restart.after_serve()
+                stop.restore()
+                if hooks is not None:
+                    hooks.after_serve()
                 if listener is not None:
                     listener.close()
-                close = getattr(tree, "close", None)
-                if callable(close):
-                    close()
+                if isinstance(tree, Lifecycle):
+                    tree.close()
         log.info("unmounted %s, exiting", mountpoint)
         return 0
 
     def _start_seccomp_listener(self, tree: VirtualTree) -> Any:
         """Serve sysinfo(2) notifications on the socket, if one is configured."""
-        sysinfo = getattr(tree, "sysinfo", None)
-        if self.seccomp_socket is None or not callable(sysinfo):
+        if self.seccomp_socket is None or not isinstance(tree, SysinfoSource):
             return None
         from kube_lxcfs.runtime.listener import SeccompListener
 
-        listener = SeccompListener(str(self.seccomp_socket), sysinfo)
+        listener = SeccompListener(str(self.seccomp_socket), tree.sysinfo)
         try:
             listener.start()
         except OSError as exc:
@@ -279,8 +276,6 @@ class Daemon:
     def _build_tree(self) -> VirtualTree:
         if self.tree_factory is not None:
             return self.tree_factory(self.fs_options)
-        try:
-            from kube_lxcfs.tree import build_tree
-        except ImportError as exc:  # the core tree is built by another module
-            raise DaemonError(f"the virtual tree is not available: {exc}") from exc
+        from kube_lxcfs.tree import build_tree
+
         return build_tree(self.fs_options)

@@ -9,17 +9,13 @@ while bind mounts of its files still exist in containers.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 from enum import Enum
 from pathlib import Path
 
-from kube_lxcfs.cgroups.parse import MountEntry, parse_mountinfo
-
-MNT_DETACH = 2
-"""umount2 flag: detach now, clean up when no longer busy (``umount -l``)."""
+from kube_lxcfs import linux
+from kube_lxcfs.mountinfo import MountEntry, parse_mountinfo
 
 
 class MountState(Enum):
@@ -35,16 +31,11 @@ class MountState(Enum):
     """A live mount (ours or anybody's)."""
 
 
-def parse_mounts(mountinfo: str) -> tuple[MountEntry, ...]:
-    """Every mount of ``mountinfo`` text, in order (later entries stack on top)."""
-    return parse_mountinfo(mountinfo)
-
-
 def mount_at(path: str | Path, mountinfo_path: str = "/proc/self/mountinfo") -> MountEntry | None:
     """The topmost mount whose mount point is exactly ``path`` (absolute), if any."""
     target = os.path.abspath(path)
     found = None
-    for entry in parse_mounts(Path(mountinfo_path).read_text(errors="surrogateescape")):
+    for entry in parse_mountinfo(Path(mountinfo_path).read_text(errors="surrogateescape")):
         if entry.mount_point == target:
             found = entry
     return found
@@ -73,7 +64,4 @@ def mount_state(path: str | Path) -> MountState:
 
 def lazy_unmount(path: str | Path) -> None:
     """Detach the mount at ``path`` (``umount -l``); raises OSError on failure."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.umount2(os.fsencode(os.path.abspath(path)), MNT_DETACH) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"umount2({path}, MNT_DETACH): {os.strerror(code)}")
+    linux.umount2(os.path.abspath(path), linux.MNT_DETACH)

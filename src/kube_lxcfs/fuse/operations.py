@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.vfs import Node, VirtualTree
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 """Open flags that ask for more than reading."""
 
 
-class FuseError(OSError):
+class FuseError(KubeLxcfsError, OSError):
     """An errno answer to the kernel (mfusepy turns OSError.errno into the reply)."""
 
     def __init__(self, code: int) -> None:
@@ -57,6 +58,14 @@ class OpenFile:
 
 
 CallerPid = Callable[[], int]
+
+SNAPSHOT_BUDGET = 32 << 20
+"""Bytes the per-open snapshots may hold together, each counted with :data:`ENTRY_COST`.
+Past it the oldest are forgotten: a pod holding a million files open after one read each
+cannot grow the daemon out of its memory limit (docs/security.md); a reader whose snapshot
+was forgotten gets a fresh render at its next offset, as on a first read there."""
+ENTRY_COST = 256
+"""What one kept snapshot costs besides its bytes (the entry, its object, the dict slot)."""
 
 
 class TreeOperations:
@@ -82,6 +91,10 @@ class TreeOperations:
         self.on_init = on_init
         self.clock_ns = clock_ns
         self.files: dict[int, OpenFile] = {}
+        """Handles with a kept snapshot, oldest first (a handle gets one at its first read)."""
+        self.open_count = 0
+        """Handles issued and not yet released."""
+        self._kept_bytes = 0
         self._handles = itertools.count(1)
         self._failed_paths: set[str] = set()
 
@@ -137,18 +150,30 @@ class TreeOperations:
             raise FuseError(errno.EISDIR)
         if flags & WRITE_FLAGS:
             raise FuseError(errno.EACCES)
-        handle = next(self._handles)
-        self.files[handle] = OpenFile(path)
-        return handle
+        self.open_count += 1
+        return next(self._handles)
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         """Render at offset 0 (or on a first read anywhere); else slice the snapshot."""
         opened = self.files.get(fh)
-        if opened is None:  # a handle we never issued: answer as a fresh open would
-            opened = self.files[fh] = OpenFile(path)
-        if offset == 0 or opened.snapshot is None:
-            opened.snapshot = self._render(opened.path)
+        if offset == 0 or opened is None or opened.snapshot is None:
+            opened = self._keep(fh, OpenFile(path, self._render(path)))
+        assert opened.snapshot is not None
         return opened.snapshot[offset : offset + size]
+
+    def _keep(self, fh: int, opened: OpenFile) -> OpenFile:
+        """Keep ``opened`` as the newest snapshot; forget the oldest ones past the budget."""
+        self._forget(fh)
+        self.files[fh] = opened
+        self._kept_bytes += len(opened.snapshot or b"") + ENTRY_COST
+        while self._kept_bytes > SNAPSHOT_BUDGET and len(self.files) > 1:
+            self._forget(next(iter(self.files)))
+        return opened
+
+    def _forget(self, fh: int) -> None:
+        dropped = self.files.pop(fh, None)
+        if dropped is not None:
+            self._kept_bytes -= len(dropped.snapshot or b"") + ENTRY_COST
 
     def _render(self, path: str) -> bytes:
         pid = self.caller_pid()
@@ -164,7 +189,8 @@ class TreeOperations:
 
     def release(self, path: str, fh: int) -> int:
         """Forget the handle and its snapshot."""
-        self.files.pop(fh, None)
+        self._forget(fh)
+        self.open_count = max(0, self.open_count - 1)
         return 0
 
     def flush(self, path: str, fh: int) -> int:

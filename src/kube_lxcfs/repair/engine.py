@@ -15,20 +15,75 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from kube_lxcfs.defaults import MOUNT_DIR, STATE_DIR
+from kube_lxcfs.errors import KubeLxcfsError
+from kube_lxcfs.mountinfo import MountEntry, parse_mountinfo, topmost_at
 from kube_lxcfs.repair import fix, plan, scan
-from kube_lxcfs.repair.mountinfo import MountEntry, parse_mountinfo, topmost_at
 from kube_lxcfs.repair.plan import LiveFs, State
 from kube_lxcfs.repair.scan import Namespace
 
 log = logging.getLogger("kube_lxcfs.repair")
 
 
-class RepairError(Exception):
+class RepairError(KubeLxcfsError):
     """The pass cannot start at all (e.g. no live filesystem at the mount directory)."""
+
+
+class MountStatus(StrEnum):
+    """What happened to one mount; the value is what reports, logs and metrics show."""
+
+    HEALTHY = "healthy"
+    REPAIRED = "repaired"
+    STALE = "stale"
+    """Found stale by a dry run (nothing changed)."""
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    """Not ours to touch, or in a state repair does not handle (the reason says which)."""
+    GONE = "gone"
+    """The container exited while we looked (or before a detached mount came back)."""
+    DETACHED = "detached"
+    REATTACHED = "reattached"
+
+
+CHANGED = frozenset({MountStatus.REPAIRED, MountStatus.REATTACHED, MountStatus.DETACHED})
+"""Outcomes that changed a container: logged at info level."""
+TROUBLE = frozenset({MountStatus.FAILED, MountStatus.GONE})
+"""Outcomes logged as warnings."""
+
+
+@dataclass(frozen=True, slots=True)
+class DetachRecord:
+    """One mount a planned stop took out of a container, to put back at the next start.
+
+    Stored as JSON in the state directory; the keys are the field names.
+    """
+
+    ns: int
+    """Inode of the container's mount namespace."""
+    pid: int
+    label: str
+    mount_point: str
+    root: str
+    options: tuple[str, ...]
+    """Per-mount flags (``ro``, ``nosuid``...) to restore."""
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "options": list(self.options)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> DetachRecord:
+        return cls(
+            ns=int(data["ns"]),
+            pid=int(data["pid"]),
+            label=str(data["label"]),
+            mount_point=str(data["mount_point"]),
+            root=str(data["root"]),
+            options=tuple(data["options"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +93,7 @@ class Outcome:
     namespace: Namespace
     mount_point: str
     root: str
-    status: str
-    """``repaired``, ``healthy``, ``stale`` (dry run), ``failed``, ``skipped``, ``gone``,
-    ``detached``, ``reattached``."""
+    status: MountStatus
     reason: str = ""
     method: str = ""
 
@@ -61,9 +114,9 @@ class Report:
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
+        return [o for o in self.outcomes if o.status is MountStatus.FAILED]
 
-    def count(self, status: str) -> int:
+    def count(self, status: MountStatus) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
 
     def by_namespace(self) -> dict[Namespace, list[Outcome]]:
@@ -80,7 +133,7 @@ class Report:
         lines = []
         for ns, outcomes in self.by_namespace().items():
             counts = Counter(o.status for o in outcomes)
-            if set(counts) <= {"healthy"}:
+            if set(counts) <= {MountStatus.HEALTHY}:
                 continue
             parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
             lines.append(f"container {ns.label}: {parts}")
@@ -100,7 +153,7 @@ class RepairMetrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[str] = Counter()  # "passes" and one per MountStatus
         self.last_pass_seconds = 0.0
 
     def record(self, report: Report) -> None:
@@ -253,6 +306,10 @@ def repair(
         known = (known or set()) | set(previous_devs)
     new_api = strategy is not fix.Strategy.BIND and fix.new_api_available()
     detached = _load_detached(state_dir, live.mount_dir) if state_dir else {}
+    if state_dir and not dry_run:
+        # Before the first swap: a daemon killed half-way through this pass leaves mounts of
+        # its own connection in containers, and a later start must know them as ours.
+        record_generation(state_dir, live.mount_dir, live.dev)
     for ns in scan.list_namespaces():
         mounts = _namespace_mounts(ns)
         if mounts is None:
@@ -273,13 +330,12 @@ def repair(
             )
     for records in detached.values():
         for rec in records:
-            gone_ns = Namespace(inode=rec["ns"], pids=(rec["pid"],), label=rec["label"], host=False)
+            gone_ns = Namespace(inode=rec.ns, pids=(rec.pid,), label=rec.label, host=False)
             report.outcomes.append(
-                Outcome(gone_ns, rec["mount_point"], rec["root"], "gone", "container exited")
+                Outcome(gone_ns, rec.mount_point, rec.root, MountStatus.GONE, "container exited")
             )
     if state_dir and not dry_run:
         _state_file(state_dir, live.mount_dir).unlink(missing_ok=True)
-        record_generation(state_dir, live.mount_dir, live.dev)
     report.seconds = time.monotonic() - started
     _log_report(report, "repair")
     if metrics is not None and not dry_run:
@@ -298,28 +354,38 @@ def _handle_findings(
     new_api: bool,
 ) -> list[Outcome]:
     outcomes = []
-    actions: list[tuple[plan.Finding, fix.Action]] = []
+    actions: list[tuple[str, fix.Action]] = []
     for f in findings:
         e = f.entry
         if f.state is State.HEALTHY:
-            outcomes.append(Outcome(ns, e.mount_point, e.root, "healthy"))
+            outcomes.append(Outcome(ns, e.mount_point, e.root, MountStatus.HEALTHY))
         elif f.state is State.UNKNOWN and not scan.still_in(ns):
-            outcomes.append(Outcome(ns, e.mount_point, e.root, "gone", "container exited"))
+            outcomes.append(
+                Outcome(ns, e.mount_point, e.root, MountStatus.GONE, "container exited")
+            )
         elif f.state is not State.STALE:
-            outcomes.append(Outcome(ns, e.mount_point, e.root, "skipped", f"{f.state}: {f.reason}"))
+            outcomes.append(
+                Outcome(ns, e.mount_point, e.root, MountStatus.SKIPPED, f"{f.state}: {f.reason}")
+            )
         elif dry_run:
-            outcomes.append(Outcome(ns, e.mount_point, e.root, "stale", f.reason))
+            outcomes.append(Outcome(ns, e.mount_point, e.root, MountStatus.STALE, f.reason))
         else:
             try:
                 action = _swap_action(live, mounts, e, new_api)
             except OSError as exc:
                 outcomes.append(
-                    Outcome(ns, e.mount_point, e.root, "failed", f"cannot clone: {exc.strerror}")
+                    Outcome(
+                        ns,
+                        e.mount_point,
+                        e.root,
+                        MountStatus.FAILED,
+                        f"cannot clone: {exc.strerror}",
+                    )
                 )
                 continue
-            actions.append((f, action))
+            actions.append((e.root, action))
     if actions:
-        outcomes += _run(ns, actions, strategy, ok_status="repaired")
+        outcomes += _run(ns, actions, strategy, ok_status=MountStatus.REPAIRED)
     return outcomes
 
 
@@ -335,11 +401,12 @@ def _swap_action(
 
 def _run(
     ns: Namespace,
-    pairs: list[tuple[plan.Finding, fix.Action]] | list[tuple[dict, fix.Action]],
+    pairs: list[tuple[str, fix.Action]],
     strategy: fix.Strategy,
     *,
-    ok_status: str,
+    ok_status: MountStatus,
 ) -> list[Outcome]:
+    """Run ``(root, action)`` pairs in ``ns``; one outcome each."""
     actions = [a for _, a in pairs]
     try:
         results = {r.mount_point: r for r in fix.run_in_namespace(ns, actions, strategy)}
@@ -348,22 +415,27 @@ def _run(
             if a.clone_fd is not None:
                 os.close(a.clone_fd)
     outcomes = []
-    for source, action in pairs:
-        root = source.entry.root if isinstance(source, plan.Finding) else source["root"]
+    for root, action in pairs:
         r = results[action.mount_point]
         if r.ok:
             outcomes.append(Outcome(ns, action.mount_point, root, ok_status, method=r.method))
         else:
-            status = "gone" if r.gone else "skipped" if r.skipped else "failed"
+            status = (
+                MountStatus.GONE
+                if r.gone
+                else MountStatus.SKIPPED
+                if r.skipped
+                else MountStatus.FAILED
+            )
             outcomes.append(Outcome(ns, action.mount_point, root, status, r.reason))
     return outcomes
 
 
 def _log_report(report: Report, what: str) -> None:
     for o in report.outcomes:
-        if o.status in ("repaired", "reattached", "detached"):
+        if o.status in CHANGED:
             log.info("%s", o.line())
-        elif o.status in ("failed", "gone"):
+        elif o.status in TROUBLE:
             log.warning("%s", o.line())
     log.info("%s: %s", what, report.summary())
 
@@ -386,39 +458,37 @@ def detach(
     started = time.monotonic()
     live = live_filesystem(mount_dir)
     report = Report()
-    records: list[dict] = []
+    records: list[DetachRecord] = []
     for ns in scan.list_namespaces():
         mounts = _namespace_mounts(ns)
         if mounts is None:
             continue
         report.namespaces_scanned += 1
-        pairs = []
+        pairs: list[tuple[DetachRecord, fix.Action]] = []
         for f in plan.classify(mounts, live, {}, host=ns.host):
             if f.state is not State.HEALTHY or (ns.host and f.entry.mount_point == live.mount_dir):
                 continue
             e = f.entry
-            rec = {
-                "ns": ns.inode,
-                "pid": ns.pid,
-                "label": ns.label,
-                "mount_point": e.mount_point,
-                "root": e.root,
-                "options": list(e.mount_options),
-            }
+            rec = DetachRecord(ns.inode, ns.pid, ns.label, e.mount_point, e.root, e.mount_options)
             action = fix.Action(
                 mount_point=e.mount_point, expect_mount_id=e.mount_id, kind="detach"
             )
             pairs.append((rec, action))
         if not pairs:
             continue
-        outcomes = _run(ns, pairs, fix.Strategy.AUTO, ok_status="detached")
+        roots = [(rec.root, action) for rec, action in pairs]
+        outcomes = _run(ns, roots, fix.Strategy.AUTO, ok_status=MountStatus.DETACHED)
         report.outcomes += outcomes
-        ok = {o.mount_point for o in outcomes if o.status == "detached"}
-        records += [rec for rec, _ in pairs if rec["mount_point"] in ok]
+        ok = {o.mount_point for o in outcomes if o.status is MountStatus.DETACHED}
+        records += [rec for rec, _ in pairs if rec.mount_point in ok]
     path = _state_file(state_dir, live.mount_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"mount_dir": live.mount_dir, "mounts": records}, indent=1))
+    tmp.write_text(
+        json.dumps(
+            {"mount_dir": live.mount_dir, "mounts": [r.to_json() for r in records]}, indent=1
+        )
+    )
     tmp.replace(path)
     report.seconds = time.monotonic() - started
     _log_report(report, "detach")
@@ -427,7 +497,7 @@ def detach(
     return report
 
 
-def _load_detached(state_dir: str, mount_dir: str) -> dict[int, list[dict]]:
+def _load_detached(state_dir: str, mount_dir: str) -> dict[int, list[DetachRecord]]:
     path = _state_file(state_dir, mount_dir)
     try:
         data = json.loads(path.read_text())
@@ -436,9 +506,14 @@ def _load_detached(state_dir: str, mount_dir: str) -> dict[int, list[dict]]:
     except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable detach record %s: %s", path, exc)
         return {}
-    grouped: dict[int, list[dict]] = {}
-    for rec in data.get("mounts", []):
-        grouped.setdefault(int(rec["ns"]), []).append(rec)
+    grouped: dict[int, list[DetachRecord]] = {}
+    for item in data.get("mounts", []):
+        try:
+            rec = DetachRecord.from_json(item)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("ignoring a malformed detach record in %s: %s", path, exc)
+            continue
+        grouped.setdefault(rec.ns, []).append(rec)
     return grouped
 
 
@@ -446,24 +521,24 @@ def _reattach(
     ns: Namespace,
     mounts: list[MountEntry],
     live: LiveFs,
-    records: list[dict],
+    records: list[DetachRecord],
     *,
     dry_run: bool,
     strategy: fix.Strategy,
     new_api: bool,
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
-    pairs: list[tuple[dict, fix.Action]] = []
+    pairs: list[tuple[str, fix.Action]] = []
     for rec in records:
-        mp, root = rec["mount_point"], rec["root"]
+        mp, root = rec.mount_point, rec.root
         top = topmost_at(mounts, mp)
         if top is not None and plan.is_ours(top, live) and top.dev == live.dev:
-            outcomes.append(Outcome(ns, mp, root, "healthy"))
+            outcomes.append(Outcome(ns, mp, root, MountStatus.HEALTHY))
             continue
         if dry_run:
-            outcomes.append(Outcome(ns, mp, root, "stale", "detached at the last stop"))
+            outcomes.append(Outcome(ns, mp, root, MountStatus.STALE, "detached at the last stop"))
             continue
-        entry = MountEntry(0, 0, live.dev, root, mp, tuple(rec["options"]), "", "", ())
+        entry = MountEntry(0, 0, live.dev, root, mp, rec.options, "", "", ())
         action = fix.Action(mount_point=mp, expect_mount_id=None, kind="attach", live_dev=live.dev)
         try:
             if new_api:
@@ -472,9 +547,11 @@ def _reattach(
                 action.bind_source = plan.bind_source_inside(mounts, live, entry)
                 action.ms_flags = fix.mount_attrs_of(entry)[1]
         except OSError as exc:
-            outcomes.append(Outcome(ns, mp, root, "failed", f"cannot clone: {exc.strerror}"))
+            outcomes.append(
+                Outcome(ns, mp, root, MountStatus.FAILED, f"cannot clone: {exc.strerror}")
+            )
             continue
-        pairs.append((rec, action))
+        pairs.append((root, action))
     if pairs:
-        outcomes += _run(ns, pairs, strategy, ok_status="reattached")
+        outcomes += _run(ns, pairs, strategy, ok_status=MountStatus.REATTACHED)
     return outcomes

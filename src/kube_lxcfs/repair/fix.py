@@ -35,8 +35,8 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from kube_lxcfs.repair import syscalls
-from kube_lxcfs.repair.mountinfo import MountEntry, parse_mountinfo, topmost_at
+from kube_lxcfs import linux
+from kube_lxcfs.mountinfo import MountEntry, parse_mountinfo, topmost_at
 from kube_lxcfs.repair.plan import LiveFs, bind_source_inside
 from kube_lxcfs.repair.scan import Namespace
 
@@ -89,10 +89,10 @@ def mount_attrs_of(entry: MountEntry) -> tuple[int, int]:
     """(MOUNT_ATTR_* for mount_setattr, MS_* for a remount) preserving ``entry``'s flags."""
     attrs, ms = 0, 0
     for name, attr, flag in (
-        ("ro", syscalls.MOUNT_ATTR_RDONLY, syscalls.MS_RDONLY),
-        ("nosuid", syscalls.MOUNT_ATTR_NOSUID, syscalls.MS_NOSUID),
-        ("nodev", syscalls.MOUNT_ATTR_NODEV, syscalls.MS_NODEV),
-        ("noexec", syscalls.MOUNT_ATTR_NOEXEC, syscalls.MS_NOEXEC),
+        ("ro", linux.MOUNT_ATTR_RDONLY, linux.MS_RDONLY),
+        ("nosuid", linux.MOUNT_ATTR_NOSUID, linux.MS_NOSUID),
+        ("nodev", linux.MOUNT_ATTR_NODEV, linux.MS_NODEV),
+        ("noexec", linux.MOUNT_ATTR_NOEXEC, linux.MS_NOEXEC),
     ):
         if name in entry.mount_options:
             attrs |= attr
@@ -118,11 +118,11 @@ def prepare_clone(live: LiveFs, entry: MountEntry, action: Action, *, new_api: b
     action.ms_flags = ms
     if not new_api:
         return
-    fd = syscalls.open_tree_clone(live.path_of(entry.root))
+    fd = linux.open_tree_clone(live.path_of(entry.root))
     try:
         if attrs:
             try:
-                syscalls.set_mount_attrs(fd, attrs)
+                linux.set_mount_attrs(fd, attrs)
             except OSError as exc:
                 if exc.errno != errno.ENOSYS:
                     raise
@@ -136,7 +136,7 @@ def prepare_clone(live: LiveFs, entry: MountEntry, action: Action, *, new_api: b
 def new_api_available() -> bool:
     """Whether open_tree/move_mount exist (Linux >= 5.2)."""
     try:
-        fd = syscalls.open_tree_clone("/")
+        fd = linux.open_tree_clone("/")
     except OSError as exc:
         return exc.errno != errno.ENOSYS
     os.close(fd)
@@ -255,7 +255,7 @@ def _child(
         os.write(out_fd, (json.dumps(payload) + "\n").encode())
 
     try:
-        syscalls.setns(ns_fd, syscalls.CLONE_NEWNS)
+        linux.setns(ns_fd, linux.CLONE_NEWNS)
         os.fchdir(root_fd)
         os.chroot(".")
     except OSError as exc:
@@ -296,22 +296,22 @@ def _apply(action: Action, strategy: Strategy, proc_fd: int) -> ActionResult:
         )
 
     if action.kind == "detach":
-        syscalls.umount2(mp)
+        linux.umount2(mp)
         return ActionResult(mp, ok=True, method="umount")
 
     if action.clone_fd is None:
         return _apply_bind(action)
 
     if action.kind == "attach":
-        syscalls.move_mount_fd(action.clone_fd, mp)
+        linux.move_mount_fd(action.clone_fd, mp)
         method = "move_mount"
     elif strategy is Strategy.STACK:
-        syscalls.move_mount_fd(action.clone_fd, mp)
+        linux.move_mount_fd(action.clone_fd, mp)
         method = "stack"
     else:
         method = _swap(action, strategy)
     if action.remount_after:
-        syscalls.remount_bind_flags(mp, action.ms_flags)
+        linux.remount_bind_flags(mp, action.ms_flags)
     return ActionResult(mp, ok=True, method=method)
 
 
@@ -319,15 +319,15 @@ def _swap(action: Action, strategy: Strategy) -> str:
     mp = action.mount_point
     if strategy in (Strategy.AUTO, Strategy.BENEATH):
         try:
-            syscalls.move_mount_fd(action.clone_fd, mp, beneath=True)
+            linux.move_mount_fd(action.clone_fd, mp, beneath=True)
         except OSError as exc:
             if strategy is Strategy.BENEATH or exc.errno not in (errno.EINVAL, errno.ENOSYS):
                 raise
         else:
-            syscalls.umount2(mp)
+            linux.umount2(mp)
             return "beneath"
-    syscalls.umount2(mp)
-    syscalls.move_mount_fd(action.clone_fd, mp)
+    linux.umount2(mp)
+    linux.move_mount_fd(action.clone_fd, mp)
     return "replace"
 
 
@@ -340,10 +340,10 @@ def _apply_bind(action: Action) -> ActionResult:
             reason="unrepairable: no open_tree/move_mount and no live path inside the container",
         )
     if action.kind == "swap":
-        syscalls.umount2(mp)
-    syscalls.bind_mount(action.bind_source, mp)
+        linux.umount2(mp)
+    linux.bind_mount(action.bind_source, mp)
     if action.ms_flags:
-        syscalls.remount_bind_flags(mp, action.ms_flags)
+        linux.remount_bind_flags(mp, action.ms_flags)
     return ActionResult(mp, ok=True, method="bind")
 
 

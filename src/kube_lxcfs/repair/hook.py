@@ -1,37 +1,28 @@
 """What the FUSE daemon calls so that restarts do not break running containers.
 
-The daemon owns its lifecycle; it calls three methods of :class:`RestartHandling`:
+The daemon owns its lifecycle and the stop signals; :class:`RestartHandling` implements
+its hooks (:class:`kube_lxcfs.fuse.hooks.DaemonHooks`):
 
-- ``before_serve()`` in the thread that will run the FUSE loop, before it starts
-  any other thread (threads inherit its signal mask);
-- ``on_ready()`` from the filesystem's ``init`` (the loop thread, mount live): it
-  only starts threads and returns, so the request loop is never held;
-- ``after_serve()`` once the loop returned and libfuse unmounted.
-
-After every start a background thread repairs the stale mounts a previous
-daemon left in containers (and re-attaches what a planned stop detached).
-
-``on_stop="detach"``: SIGTERM/SIGINT/SIGHUP are taken from libfuse (blocked in
-the loop thread, awaited by a watcher thread). On a signal the watcher removes
-our mounts from every container while the filesystem still serves, records
-them, and only then ends the loop; containers read the real /proc while the
-daemon is down, and the next start puts the files back.
+- ``before_serve()`` notes the dead mount a killed daemon left (the generation to repair);
+- ``on_ready()`` (mount live) starts the repair in a background thread and returns, so the
+  request loop is never held: it repairs the stale mounts a previous daemon left in
+  containers and re-attaches what a planned stop detached;
+- ``before_stop()`` runs in the daemon's signal watcher while the filesystem still serves:
+  with ``on_stop="detach"`` it removes our mounts from every container and records them;
+  containers read the real /proc while the daemon is down, and the next start puts the
+  files back;
+- ``after_serve()`` lets a running repair finish.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import threading
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from kube_lxcfs.defaults import STATE_DIR
-from kube_lxcfs.fuse.stop import loop_exit_callable as _fuse_exit_callable
-from kube_lxcfs.repair import syscalls
+from kube_lxcfs.mountinfo import parse_mountinfo, topmost_at
 from kube_lxcfs.repair.engine import (
     RepairError,
     RepairMetrics,
@@ -39,13 +30,11 @@ from kube_lxcfs.repair.engine import (
     forget_unused_generations,
     repair,
 )
-from kube_lxcfs.repair.mountinfo import parse_mountinfo, topmost_at
 from kube_lxcfs.repair.plan import STALE_ERRNOS
 
 log = logging.getLogger("kube_lxcfs.repair")
 
 ON_STOP_CHOICES = ("keep", "detach")
-STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
 def dead_mount_device(mount_dir: str) -> tuple[int, int] | None:
@@ -85,42 +74,39 @@ class RestartHandling:
         self.repair_on_start = repair_on_start
         self.metrics = metrics or RepairMetrics()
         self.metrics_file = Path(metrics_file) if metrics_file else None
-        self._ready = threading.Event()
-        self._exit_loop: Callable[[], None] | None = None
         self._repair_thread: threading.Thread | None = None
-        self._watcher: threading.Thread | None = None
-        self._old_mask: set[signal.Signals] | None = None
-        self._stopping = threading.Event()
         self._previous_dev: tuple[int, int] | None = None
 
-    # --- called by the daemon -----------------------------------------------------------
+    # --- called by the daemon (fuse.hooks.DaemonHooks) ---------------------------------
 
     def before_serve(self) -> None:
-        """Note the dead mount a killed daemon left (its device is the generation to repair);
-        in detach mode, route the stop signals to a watcher thread instead of libfuse."""
+        """Note the dead mount a killed daemon left: its device is the generation to repair."""
         self._previous_dev = dead_mount_device(self.mount_dir)
-        if self.on_stop != "detach":
-            return
-        self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        self._watcher = threading.Thread(
-            target=self._watch_signals, name="kube-lxcfs-stop", daemon=True
-        )
-        self._watcher.start()
 
     def on_ready(self) -> None:
         """The mount is live: start the repair pass in the background and return at once."""
-        if self.on_stop == "detach":
-            self._exit_loop = _fuse_exit_callable()
-        self._ready.set()
         if self.repair_on_start:
             self._repair_thread = threading.Thread(
                 target=self._repair_once, name="kube-lxcfs-repair", daemon=True
             )
             self._repair_thread.start()
 
+    def before_stop(self) -> None:
+        """A stop signal arrived: with ``on_stop="detach"``, take our mounts out of containers."""
+        if self.on_stop != "detach":
+            return
+        log.info("detaching our mounts from all containers before stopping")
+        if self._repair_thread is not None:
+            self._repair_thread.join(30.0)
+        try:
+            detach(self.mount_dir, state_dir=self.state_dir, metrics=self.metrics)
+        except Exception:  # still stop, whatever happened
+            log.exception("detach before stop failed")
+        self._write_metrics()
+
     def after_serve(self, timeout: float = 30.0) -> None:
-        """The loop ended: let a running repair finish, restore the signal mask, and forget
-        the generations when no container holds our mounts any more (after an uninstall)."""
+        """The loop ended: let a running repair finish, and forget the generations when no
+        container holds our mounts any more (after an uninstall)."""
         if self._repair_thread is not None:
             self._repair_thread.join(timeout)
         if self.on_stop == "keep":  # a detach keeps records for the next start's reattach
@@ -128,19 +114,6 @@ class RestartHandling:
                 forget_unused_generations(self.state_dir, self.mount_dir)
             except (OSError, RepairError) as exc:
                 log.warning("cannot check for unused generation records: %s", exc)
-        if self._old_mask is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
-            self._old_mask = None
-
-    def wait_repaired(self, timeout: float | None = None) -> bool:
-        """Block until the start-up repair pass finished (for tests and health checks)."""
-        if not self._ready.wait(timeout):
-            return False
-        thread = self._repair_thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
 
     # --- threads ------------------------------------------------------------------------
 
@@ -174,31 +147,3 @@ class RestartHandling:
             tmp.replace(self.metrics_file)
         except OSError as exc:
             log.warning("cannot write repair metrics to %s: %s", self.metrics_file, exc)
-
-    def _watch_signals(self) -> None:
-        received = signal.sigwait(STOP_SIGNALS)
-        log.info("signal %s: detaching our mounts from all containers before stopping", received)
-        self._stopping.set()
-        self._ready.wait(10.0)
-        if self._repair_thread is not None:
-            self._repair_thread.join(30.0)
-        try:
-            detach(self.mount_dir, state_dir=self.state_dir, metrics=self.metrics)
-        except Exception:  # still stop, whatever happened
-            log.exception("detach before stop failed")
-        self._write_metrics()
-        self._end_loop()
-
-    def _end_loop(self) -> None:
-        if self._exit_loop is None:
-            # No handle on libfuse: a lazy unmount aborts the connection once the
-            # last mount is gone, which also ends the loop.
-            log.warning("no handle on the FUSE loop: unmounting %s to end it", self.mount_dir)
-            with contextlib.suppress(OSError):
-                syscalls.umount2(self.mount_dir)
-            return
-        self._exit_loop()
-        # The loop notices the exit flag after its next request: send one that
-        # no cache can answer (a lookup of a name that does not exist).
-        with contextlib.suppress(OSError):
-            os.stat(Path(self.mount_dir) / f".kube-lxcfs-stop-{uuid.uuid4().hex}")

@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from kube_lxcfs.repair.mountinfo import MountEntry, is_visible, topmost_at
+from kube_lxcfs.mountinfo import MountEntry, is_visible, topmost_at
 
 STALE_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
 """What a statvfs of a file of a FUSE connection whose daemon died returns."""

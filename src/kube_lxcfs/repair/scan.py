@@ -15,7 +15,7 @@ import os
 import threading
 from dataclasses import dataclass
 
-from kube_lxcfs.repair.mountinfo import MountEntry
+from kube_lxcfs.mountinfo import MountEntry
 from kube_lxcfs.repair.plan import Probe
 
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
 import subprocess
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,7 @@ MIN_HOST_PYTHON = (3, 10)
 PACKAGE_FILES = (
     "kube_lxcfs/__init__.py",
     "kube_lxcfs/defaults.py",
+    "kube_lxcfs/files.py",
     "kube_lxcfs/runtime/__init__.py",
     "kube_lxcfs/runtime/spec.py",
     "kube_lxcfs/runtime/wrapper.py",
@@ -116,13 +119,28 @@ def foreign_handler(text: str) -> bool:
     return re.search(rf"\.runtimes\.{re.escape(HANDLER)}\]", outside) is not None
 
 
-def launcher_script(zipapp: str = ZIPAPP) -> str:
-    """The host's ``kube-lxcfs-runc``: the zipapp on the host's python3."""
+def launcher_script(
+    zipapp: str = ZIPAPP,
+    env: Mapping[str, str] | None = None,
+    installer: str = "setup-node",
+    python: str = "python3",
+) -> str:
+    """The host's ``kube-lxcfs-runc``: the zipapp on the host's python3.
+
+    ``-I -S``: the zipapp is stdlib-only, so neither the environment's PYTHON* variables nor
+    the site module (site-packages, .pth files) have a say, and a container runtime calls the
+    wrapper several times per container. ``python`` may name the interpreter's real path
+    (setup-docker does: a version manager's shim on the daemon's PATH costs a start of its own).
+
+    ``env`` are wrapper settings (``KUBE_LXCFS_MOUNT_DIR`` ...) exported first: Docker and
+    Podman name only a path for a runtime, so the launcher is where non-default settings go."""
+    exports = "".join(f"export {key}={shlex.quote(value)}\n" for key, value in (env or {}).items())
     return (
         "#!/bin/sh\n"
-        "# kube-lxcfs runtime wrapper (installed by kube-lxcfs setup-node).\n"
+        f"# kube-lxcfs runtime wrapper (installed by kube-lxcfs {installer}).\n"
         "# Edits create/run bundles, then execs the real runtime (see its docs).\n"
-        f'exec python3 "{zipapp}" "$@"\n'
+        f"{exports}"
+        f'exec {shlex.quote(python)} -I -S "{zipapp}" "$@"\n'
     )
 
 

@@ -116,12 +116,15 @@ class SeccompListener:
     def _loop(self) -> None:
         while not self._stop.is_set():
             for key, events in self._selector.select(timeout=1.0):
-                if key.data == "accept":
-                    self._accept()
-                elif key.data == "wake":
+                if key.data == "wake":
                     return
-                else:
-                    self._serve(key.data, events)
+                try:
+                    if key.data == "accept":
+                        self._accept()
+                    else:
+                        self._serve(key.data, events)
+                except Exception:  # a bug here must not leave every container's call hanging
+                    log.exception("seccomp listener: serving one event failed")
 
     def _accept(self) -> None:
         assert self._sock is not None
@@ -138,9 +141,20 @@ class SeccompListener:
                 return
         if not state and not fds:
             return  # a liveness probe (the wrapper checks we answer before using us)
-        names = state.get("fds") or []
-        container_id = str((state.get("state") or {}).get("id", "?"))
-        pid = int(state.get("pid") or (state.get("state") or {}).get("pid") or 0)
+        is_map = isinstance(state, dict)
+        inner = state.get("state") if is_map else None
+        names = state.get("fds") if is_map else None
+        if not (is_map and isinstance(inner or {}, dict) and isinstance(names or [], list)):
+            for fd in fds:
+                os.close(fd)
+            log.warning("seccomp listener: bad message from runtime: not an OCI state")
+            return
+        inner, names = inner or {}, names or []
+        container_id = str(inner.get("id", "?"))
+        try:
+            pid = int(state.get("pid") or inner.get("pid") or 0)
+        except (TypeError, ValueError):
+            pid = 0  # only named in logs
         notify_fd = None
         for name, fd in zip(names, fds, strict=False):
             if name == "seccompFd" and notify_fd is None:

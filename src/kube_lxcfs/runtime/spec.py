@@ -18,18 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kube_lxcfs.defaults import INJECT_KEY, MOUNT_DIR, SECCOMP_SOCKET
+from kube_lxcfs.files import INJECTED_FILES
 
-DEFAULT_FILES: tuple[str, ...] = (
-    "proc/cpuinfo",
-    "proc/diskstats",
-    "proc/loadavg",
-    "proc/meminfo",
-    "proc/stat",
-    "proc/swaps",
-    "proc/uptime",
-    "sys/devices/system/cpu",
-)
-"""What is mounted by default: the webhook's default list."""
+DEFAULT_FILES: tuple[str, ...] = tuple(path.rstrip("/") for path in INJECTED_FILES)
+"""What is mounted by default: the table's (and so the webhook's) list, directories without "/"."""
 
 INTERCEPTED_SYSCALLS: tuple[str, ...] = ("sysinfo",)
 

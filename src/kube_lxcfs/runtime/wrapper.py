@@ -188,8 +188,8 @@ def run_wrapper(argv: Sequence[str], settings: RuntimeSettings | None = None) ->
                 f"{invocation.command} {invocation.bundle}: "
                 + edit_bundle(invocation.bundle, settings.wrap)
             )
-        except (OSError, ValueError) as exc:
-            # Never block a container because of us: hand over unchanged.
+        except Exception as exc:  # a spec of another shape than we know, a bug of ours: never
+            # block a container because of us, hand over unchanged (one line, no traceback).
             print(f"kube-lxcfs-runc: leaving the bundle unchanged: {exc}", file=sys.stderr)
             _log(f"{invocation.command} {invocation.bundle}: unchanged: {exc}")
     try:

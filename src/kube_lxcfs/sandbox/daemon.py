@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -14,18 +13,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from kube_lxcfs import linux
+from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.fuse.mounts import MountState, lazy_unmount, mount_at, mount_state
 
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1
 MOUNT_DIR_PREFIX = "kube-lxcfs-run-"
 """Private mount directories are ``$TMPDIR/kube-lxcfs-run-<pid of kube-lxcfs run>-<random>``."""
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
 
-class DaemonError(RuntimeError):
+class NoFilesystemError(KubeLxcfsError, RuntimeError):
     """No usable filesystem: the message says what was tried."""
 
 
@@ -103,8 +103,7 @@ def sweep_stale_mount_dirs() -> list[Path]:
 
 def _terminate_with_parent() -> None:
     """Get SIGTERM if ``kube-lxcfs run`` dies (even by SIGKILL): no orphaned daemon."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    linux.set_parent_death_signal(signal.SIGTERM)
 
 
 def _wait_until_mounted(daemon: subprocess.Popen[bytes], mount_dir: Path, log_file) -> None:
@@ -115,11 +114,11 @@ def _wait_until_mounted(daemon: subprocess.Popen[bytes], mount_dir: Path, log_fi
             log_file.seek(0)
             output = log_file.read().decode(errors="replace").strip().splitlines()
             detail = output[-1] if output else "no output"
-            raise DaemonError(
+            raise NoFilesystemError(
                 f"the private kube-lxcfs fs exited with code {daemon.returncode}: {detail}"
             )
         if time.monotonic() > deadline:
-            raise DaemonError(f"the private kube-lxcfs fs did not mount {mount_dir} in time")
+            raise NoFilesystemError(f"the private kube-lxcfs fs did not mount {mount_dir} in time")
         time.sleep(delay)  # polling a condition with a deadline
         delay = min(delay * 2, 0.1)
 

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from kube_lxcfs.errors import KubeLxcfsError
+
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _QUANTITY = re.compile(
@@ -30,7 +32,7 @@ MIN_QUOTA_US = 1_000
 """The kernel refuses quotas below 1 ms."""
 
 
-class QuantityError(ValueError):
+class QuantityError(KubeLxcfsError, ValueError):
     """A value that is not a quantity of the expected kind; the message is for the user."""
 
 

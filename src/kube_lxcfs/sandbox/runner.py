@@ -10,7 +10,6 @@ cgroup and the private filesystem, whatever happened to the command.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import math
 import os
@@ -21,15 +20,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kube_lxcfs import linux
 from kube_lxcfs.cgroups.transient import (
     CgroupError,
     Limits,
     TransientCgroup,
     create_cgroup,
-    discover_layout,
+    host_layout,
     unique_name,
 )
 from kube_lxcfs.defaults import MOUNT_DIR
+from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.sandbox import daemon as fs_daemon
 from kube_lxcfs.sandbox.mounts import bind_virtual_files, unshare_mount_namespace
 
@@ -54,13 +55,12 @@ FORWARDED_SIGNALS = frozenset(
 """Signals sent to ``kube-lxcfs run`` that are passed on to the command."""
 SI_KERNEL = 0x80
 """si_code of a signal the kernel generated, e.g. the terminal's Ctrl-C for the whole group."""
-PR_SET_PDEATHSIG = 1
 CLEANUP_TIMEOUT_S = 10.0
 CGROUP_PREFIX = "kube-lxcfs-run"
 """Cgroups of ``kube-lxcfs run`` are ``/<prefix>-<pid of kube-lxcfs run>-<random>``."""
 
 
-class SandboxError(RuntimeError):
+class SandboxError(KubeLxcfsError, RuntimeError):
     """The sandbox could not be set up; the message is for the user."""
 
 
@@ -128,7 +128,7 @@ def _filesystem(spec: RunSpec) -> Iterator[Path]:
     try:
         with fs_daemon.private_daemon(command) as mount_dir:
             yield mount_dir
-    except fs_daemon.DaemonError as exc:
+    except fs_daemon.NoFilesystemError as exc:
         raise SandboxError(str(exc)) from exc
 
 
@@ -153,8 +153,8 @@ def sweep_stale_cgroups() -> list[Path]:
     empty cgroup named after the runner's pid.  Only empty cgroups of dead runners go.
     """
     removed = []
-    for hierarchy in discover_layout().hierarchies:
-        for directory in hierarchy.mountpoint.glob(f"{CGROUP_PREFIX}-*-*"):
+    for hierarchy in host_layout().hierarchies:
+        for directory in Path(hierarchy.mount_point).glob(f"{CGROUP_PREFIX}-*-*"):
             pid = directory.name.removeprefix(f"{CGROUP_PREFIX}-").split("-", 1)[0]
             if not pid.isdigit() or Path(f"/proc/{pid}").exists():
                 continue
@@ -234,8 +234,7 @@ def _child(
     try:
         for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        linux.set_parent_death_signal(signal.SIGKILL)
         stage = f"joining cgroup {cgroup.path}"
         cgroup.enter()
         stage = f"mounting the virtual files of {mount_dir}"

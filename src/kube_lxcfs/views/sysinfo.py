@@ -1,7 +1,8 @@
 """The ``struct sysinfo`` a container's sysinfo(2) gets, from the same figures as meminfo.
 
 busybox ``free`` mixes sysinfo's totals with /proc/meminfo's Cached, so both
-must come from one computation: the values here are the virtual meminfo's.
+must come from one computation: :mod:`kube_lxcfs.sysinfo` draws the values from
+the render context that the virtual files use.
 """
 
 from __future__ import annotations

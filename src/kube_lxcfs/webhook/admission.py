@@ -13,10 +13,17 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
+from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.webhook.config import MODE_RUNTIME_CLASS, InjectOptions
-from kube_lxcfs.webhook.mutation import MalformedPodError, Mutation, plan_mutation
+from kube_lxcfs.webhook.mutation import (
+    InjectionStatus,
+    MalformedPodError,
+    Mutation,
+    plan_mutation,
+)
 from kube_lxcfs.webhook.runtimeclass import plan_runtime_class
 from kube_lxcfs.webhook.selection import request_namespace, skip_reason
 from kube_lxcfs.webhook.structs import (
@@ -25,28 +32,23 @@ from kube_lxcfs.webhook.structs import (
     AdmissionReview,
 )
 
-# Outcomes: the ``outcome`` label of kube_lxcfs_injections_total.
-OUTCOME_INJECTED = "injected"
-OUTCOME_PARTIAL = "partial"
-OUTCOME_CONFLICT = "conflict"
-OUTCOME_UNCHANGED = "unchanged"  # already injected: empty patch
-OUTCOME_SKIPPED = "skipped"  # selection rules said no (see ``reason``)
-OUTCOME_IGNORED = "ignored"  # not a pod
-OUTCOME_ERROR = "error"  # our bug: allowed without files, with a warning
-OUTCOMES = (
-    OUTCOME_INJECTED,
-    OUTCOME_PARTIAL,
-    OUTCOME_CONFLICT,
-    OUTCOME_UNCHANGED,
-    OUTCOME_SKIPPED,
-    OUTCOME_IGNORED,
-    OUTCOME_ERROR,
-)
+
+class ReviewOutcome(StrEnum):
+    """What one review did: the ``outcome`` label of kube_lxcfs_injections_total."""
+
+    INJECTED = "injected"
+    PARTIAL = "partial"
+    CONFLICT = "conflict"
+    UNCHANGED = "unchanged"  # already injected: empty patch
+    SKIPPED = "skipped"  # selection rules said no (see ``reason``)
+    IGNORED = "ignored"  # not a pod
+    ERROR = "error"  # our bug: allowed without files, with a warning
+
 
 INTERNAL_ERROR_WARNING = "kube-lxcfs: internal error, pod admitted without the virtual /proc files"
 
 
-class BadReviewError(ValueError):
+class BadReviewError(KubeLxcfsError, ValueError):
     """The request body is not an AdmissionReview this webhook can answer (→ HTTP 400)."""
 
 
@@ -55,7 +57,7 @@ class ReviewResult:
     """The response to send, and what happened (for logs and metrics)."""
 
     response: AdmissionReview
-    outcome: str
+    outcome: ReviewOutcome
     reason: str = ""  # skip reason, or malformed-pod detail
     namespace: str = ""
     name: str = ""
@@ -69,7 +71,7 @@ def review(body: Any, opts: InjectOptions) -> ReviewResult:
     uid = request["uid"]
     pod = request.get("object")
     if not _is_pod_request(request):
-        return ReviewResult(_allow(api_version, uid), OUTCOME_IGNORED, reason="not a pod")
+        return ReviewResult(_allow(api_version, uid), ReviewOutcome.IGNORED, reason="not a pod")
     if not isinstance(pod, Mapping):
         raise BadReviewError("request.object must be the Pod object")
     namespace = request_namespace(request, pod)
@@ -77,7 +79,9 @@ def review(body: Any, opts: InjectOptions) -> ReviewResult:
     try:
         reason = skip_reason(request, pod, opts)
         if reason:
-            return ReviewResult(_allow(api_version, uid), OUTCOME_SKIPPED, reason, namespace, name)
+            return ReviewResult(
+                _allow(api_version, uid), ReviewOutcome.SKIPPED, reason, namespace, name
+            )
         try:
             if opts.mode == MODE_RUNTIME_CLASS:
                 mutation = plan_runtime_class(pod, opts)
@@ -86,11 +90,11 @@ def review(body: Any, opts: InjectOptions) -> ReviewResult:
         except MalformedPodError as exc:
             warning = f"kube-lxcfs: pod not injected: {exc}"
             response = _allow(api_version, uid, warnings=[warning])
-            return ReviewResult(response, OUTCOME_SKIPPED, "malformed", namespace, name)
+            return ReviewResult(response, ReviewOutcome.SKIPPED, "malformed", namespace, name)
         return _mutated(api_version, uid, mutation, namespace, name)
     except Exception as exc:  # never block a pod because of us
         response = _allow(api_version, uid, warnings=[INTERNAL_ERROR_WARNING])
-        return ReviewResult(response, OUTCOME_ERROR, type(exc).__name__, namespace, name, exc)
+        return ReviewResult(response, ReviewOutcome.ERROR, type(exc).__name__, namespace, name, exc)
 
 
 def _mutated(
@@ -98,18 +102,15 @@ def _mutated(
 ) -> ReviewResult:
     if not mutation.patch:
         response = _allow(api_version, uid, warnings=mutation.warnings)
-        return ReviewResult(response, OUTCOME_UNCHANGED, mutation.status, namespace, name)
+        reason = mutation.status or ""
+        return ReviewResult(response, ReviewOutcome.UNCHANGED, reason, namespace, name)
     response = _allow(api_version, uid, warnings=mutation.warnings)
     patch_json = mutation.patch_json.encode()
     response["response"]["patchType"] = "JSONPatch"
     response["response"]["patch"] = base64.b64encode(patch_json).decode("ascii")
-    outcome = {
-        "injected": OUTCOME_INJECTED,
-        "partial": OUTCOME_PARTIAL,
-        "conflict": OUTCOME_CONFLICT,
-    }.get(mutation.status, OUTCOME_INJECTED)
+    status = mutation.status or InjectionStatus.INJECTED
     return ReviewResult(
-        response, outcome, mutation.status, namespace, name, patch_ops=len(mutation.patch)
+        response, ReviewOutcome(status), status, namespace, name, patch_ops=len(mutation.patch)
     )
 
 

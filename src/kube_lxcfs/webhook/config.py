@@ -16,25 +16,16 @@ from functools import cached_property
 from typing import Any
 
 from kube_lxcfs.defaults import MOUNT_DIR
+from kube_lxcfs.errors import KubeLxcfsError
+from kube_lxcfs.files import INJECTED_FILES, KNOWN_DIRECTORIES
 
 # The API server caps objects near 3 MiB; reviews carry two. (Here, not in server.py,
 # so that building the CLI parser does not import the TLS stack.)
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
-# Relative to the mount dir; a trailing "/" marks a directory.
-DEFAULT_FILES: tuple[str, ...] = (
-    "proc/cpuinfo",
-    "proc/diskstats",
-    "proc/meminfo",
-    "proc/stat",
-    "proc/swaps",
-    "proc/uptime",
-    "proc/loadavg",
-    "sys/devices/system/cpu/",
-)
-
-# Paths lxcfs serves as directories, so they get hostPath type Directory even without "/".
-KNOWN_DIRECTORIES = frozenset({"sys/devices/system/cpu", "proc/pressure", "sys/devices/system"})
+# Relative to the mount dir; a trailing "/" marks a directory.  The table of virtual files
+# decides; paths it serves as directories get hostPath type Directory even without "/".
+DEFAULT_FILES: tuple[str, ...] = INJECTED_FILES
 
 # The seed's namespaces plus the lease namespace: never mutate these.
 DEFAULT_EXCLUDED_NAMESPACES: tuple[str, ...] = ("kube-system", "kube-public", "kube-node-lease")
@@ -58,7 +49,7 @@ INJECT_MODES = (MODE_HOSTPATH, MODE_RUNTIME_CLASS)
 DEFAULT_RUNTIME_CLASS = "kube-lxcfs"
 
 
-class ConfigError(ValueError):
+class ConfigError(KubeLxcfsError, ValueError):
     """An option value that cannot work (bad path, bad label selector)."""
 
 

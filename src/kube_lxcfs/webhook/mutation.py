@@ -11,21 +11,27 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.webhook.config import STATUS_ANNOTATION, InjectedPath, InjectOptions
 from kube_lxcfs.webhook.structs import PatchOp
 
-# Values of the status annotation.
-STATUS_INJECTED = "injected"  # every selected container has every file
-STATUS_PARTIAL = "partial"  # some (container, file) pairs were left out because of conflicts
-STATUS_CONFLICT = "conflict"  # nothing could be injected: every target path was taken
+
+class InjectionStatus(StrEnum):
+    """The value of the pod's status annotation (and the review's outcome when patched)."""
+
+    INJECTED = "injected"  # every selected container has every file
+    PARTIAL = "partial"  # some (container, file) pairs were left out because of conflicts
+    CONFLICT = "conflict"  # nothing could be injected: every target path was taken
+
 
 MAX_WARNINGS = 10
 MAX_WARNING_LENGTH = 240
 
 
-class MalformedPodError(ValueError):
+class MalformedPodError(KubeLxcfsError, ValueError):
     """The pod's spec has a shape the API would reject anyway (e.g. containers not a list)."""
 
 
@@ -39,10 +45,9 @@ class Mutation:
     """
 
     patch: list[PatchOp] = field(default_factory=list)
-    status: str = ""  # the status annotation value the pod ends up with ("" = none)
+    status: InjectionStatus | None = None  # the status annotation the pod ends up with
     warnings: list[str] = field(default_factory=list)
     added_mounts: int = 0
-    added_volumes: int = 0
     _encoded: list[str] = field(default_factory=list, repr=False)
 
     @property
@@ -131,7 +136,6 @@ def plan_mutation(pod: Mapping[str, Any], opts: InjectOptions) -> Mutation:
         else:
             encoded = "[" + ",".join(t.volume_json for t in volumes_to_add) + "]"
             result.add("/spec/volumes", [t.volume() for t in volumes_to_add], encoded)
-    result.added_volumes = len(volumes_to_add)
 
     for list_name, index, container in targets:
         added = new_mounts.get((list_name, index))
@@ -149,11 +153,11 @@ def plan_mutation(pod: Mapping[str, Any], opts: InjectOptions) -> Mutation:
     if pairs_total == 0:
         return result
     if pairs_ours == pairs_total:
-        result.status = STATUS_INJECTED
+        result.status = InjectionStatus.INJECTED
     elif pairs_ours == 0:
-        result.status = STATUS_CONFLICT
+        result.status = InjectionStatus.CONFLICT
     else:
-        result.status = STATUS_PARTIAL
+        result.status = InjectionStatus.PARTIAL
     result.warnings = _conflict_warnings(path_conflicts)
     _add_status(result, pod)
     return result
@@ -210,7 +214,7 @@ def _mounts_by_path(mounts: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
 
 def _add_status(result: Mutation, pod: Mapping[str, Any]) -> None:
     """Write the status annotation unless it already has this value."""
-    status = result.status
+    status = str(result.status)
     metadata = pod.get("metadata")
     if not isinstance(metadata, Mapping):
         result.add("/metadata", {"annotations": {STATUS_ANNOTATION: status}})

@@ -14,8 +14,7 @@ from typing import Any
 
 from kube_lxcfs.webhook.config import InjectOptions
 from kube_lxcfs.webhook.mutation import (
-    STATUS_CONFLICT,
-    STATUS_INJECTED,
+    InjectionStatus,
     MalformedPodError,
     Mutation,
     _add_status,
@@ -33,7 +32,7 @@ def plan_runtime_class(pod: Mapping[str, Any], opts: InjectOptions) -> Mutation:
         raise MalformedPodError("spec.runtimeClassName is not a string")
     result = Mutation()
     if current and current != wanted:
-        result.status = STATUS_CONFLICT
+        result.status = InjectionStatus.CONFLICT
         result.warnings = [
             f"kube-lxcfs: pod keeps its runtimeClassName {current!r}; not switched to"
             f" {wanted!r}, so it gets no virtual /proc files"
@@ -41,6 +40,6 @@ def plan_runtime_class(pod: Mapping[str, Any], opts: InjectOptions) -> Mutation:
         return result
     if not current:
         result.add("/spec/runtimeClassName", wanted)
-    result.status = STATUS_INJECTED
+    result.status = InjectionStatus.INJECTED
     _add_status(result, pod)
     return result

@@ -11,47 +11,25 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import signal
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-from kube_lxcfs.defaults import HEALTH_PORT, WEBHOOK_PORT
-from kube_lxcfs.webhook.admission import BadReviewError, review
-from kube_lxcfs.webhook.config import DEFAULT_MAX_BODY, InjectOptions
+from kube_lxcfs.webhook.admission import BadReviewError, ReviewOutcome, ReviewResult, review
 from kube_lxcfs.webhook.metrics import WebhookMetrics
+from kube_lxcfs.webhook.options import ServerOptions
 from kube_lxcfs.webhook.tls import ReloadingContext
 
 log = logging.getLogger("kube_lxcfs.webhook")
 
 MUTATE_PATH = "/mutate"
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """How the server listens; the CLI fills these from flags and env vars."""
-
-    cert_file: Path
-    key_file: Path
-    address: str = "0.0.0.0"
-    port: int = WEBHOOK_PORT
-    health_port: int = HEALTH_PORT
-    tls_min_version: str = "1.2"
-    tls_reload_interval: float = 10.0
-    max_body_bytes: int = DEFAULT_MAX_BODY
-    idle_timeout: float = 120.0  # keep-alive connections idle longer than this are closed
-    handshake_timeout: float = 10.0
-    max_connections: int = 1024  # one thread each; more are closed at once
-    shutdown_grace: float = 25.0  # how long SIGTERM waits for in-flight requests
-    shutdown_delay: float = 0.0  # readyz fails this long before the listener closes
-    inject: InjectOptions = field(default_factory=InjectOptions)
 
 
 class _DualStackServer(ThreadingHTTPServer):
@@ -129,6 +107,7 @@ def _discard_unread(conn: ssl.SSLSocket, limit: int = 16 << 20, seconds: float =
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 MAX_LINE = 65536
 MAX_HEADERS = 100
+HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 
 
 def content_length(headers: dict[str, str]) -> int | None:
@@ -225,6 +204,8 @@ class _AdmissionConnection:
         if len(parts) != 3:
             raise _Reject(400, f"bad request line {line[:100]!r}")
         method, target, version = parts
+        if not HTTP_VERSION.fullmatch(version):  # e.g. the rest of a body longer than announced
+            raise _Reject(400, f"bad HTTP version {version[:20]!r}")
         if not version.startswith("HTTP/1."):
             raise _Reject(505, f"HTTP version {version[:20]!r} not supported")
         headers: dict[str, str] = {}
@@ -260,7 +241,12 @@ class _AdmissionConnection:
             return 413, {"message": f"body of {length} bytes exceeds {limit}"}, False
         if headers.get("expect", "").lower() == "100-continue":
             self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:  # a stalled client: its fault, not a 500
+            return 408, {"message": "the body did not arrive within the idle timeout"}, False
+        except OSError:
+            return 400, None, False  # the client went away mid-body
         if len(body) != length:
             return 400, None, False  # the client went away mid-body
         content_type = headers.get("content-type", "application/json")
@@ -308,6 +294,13 @@ class _HealthHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Another method than GET is the client's mistake: 405, not the standard library's 501
+        (this port answers anyone who can reach the pod; a 5xx would look like our fault)."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, "only GET is served here"
+        super().send_error(code, message, explain)
 
     def do_GET(self) -> None:
         owner: WebhookServer = self.server.owner  # type: ignore[attr-defined]
@@ -437,10 +430,10 @@ class WebhookServer:
         if ok and not_after is not None:
             self.metrics.cert_expiry.set(not_after)
 
-    def record(self, result: Any) -> None:
+    def record(self, result: ReviewResult) -> None:
         """Count and log one answered review."""
         self.metrics.injections.inc(outcome=result.outcome)
-        if result.outcome == "skipped":
+        if result.outcome is ReviewOutcome.SKIPPED:
             self.metrics.skips.inc(reason=result.reason or "unknown")
         if result.error is not None:
             log.error(

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from cryptography import x509
 
+from kube_lxcfs.errors import KubeLxcfsError
+
 log = logging.getLogger("kube_lxcfs.webhook.tls")
 
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
@@ -24,7 +26,7 @@ TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 FileSignature = tuple[tuple[int, int, int, int], ...]
 
 
-class TlsLoadError(Exception):
+class TlsLoadError(KubeLxcfsError):
     """The cert/key files cannot be read or do not form a usable key pair."""
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from v2guest import CGROUP_ROOT, DATA_DISK, block_device_numbers, meminfo_kb
 
-from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, discover_layout, unique_name
+from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, host_layout, unique_name
 
 
 def test_only_cgroup2_is_mounted_and_it_has_every_controller() -> None:
-    layout = discover_layout()
+    layout = host_layout()
     assert [h.version for h in layout.hierarchies] == [2]
-    assert layout.unified is not None and layout.unified.mountpoint == CGROUP_ROOT
+    assert layout.unified is not None and Path(layout.unified.mount_point) == CGROUP_ROOT
     enabled = set((CGROUP_ROOT / "cgroup.subtree_control").read_text().split())
     assert {"cpu", "cpuset", "io", "memory", "pids"} <= enabled
     assert Path("/proc/self/cgroup").read_text() == "0::/init.scope\n"

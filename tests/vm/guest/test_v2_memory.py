@@ -7,6 +7,7 @@ without limits) the difference is asserted on both sides.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from v2guest import CGROUP_ROOT, cgroup_dir, flat_keyed, holding_memory, meminfo_kb, poll, read_as
@@ -125,3 +126,22 @@ def test_a_reader_in_init_scope_gets_the_host_figures(ours: RunningFs, lxcfs: Ru
     theirs = meminfo_kb(lxcfs.path("proc/meminfo").read_text())
     assert theirs["MemTotal"] == host["MemTotal"]
     assert theirs["MemFree"] == theirs["MemTotal"]  # lxcfs 5.0.3 on v2: usage unreadable
+
+
+def test_memory_max_and_cpu_max_changed_in_place_are_seen(ours: RunningFs) -> None:
+    """An in-place resize on v2 (the kubelet writes memory.max and cpu.max of a running
+    container): the next reads show the new limits, up and down. The deadline is the 1 s
+    freshness bound stretched by the emulation's KUBE_LXCFS_TEST_SLOWDOWN."""
+    slowdown = float(os.environ.get("KUBE_LXCFS_TEST_SLOWDOWN", "1"))
+
+    def view(cg) -> tuple[int, str]:
+        total = meminfo_kb(read_as(ours, cg, "proc/meminfo"))["MemTotal"]
+        return total, read_as(ours, cg, "sys/devices/system/cpu/online").strip()
+
+    with create_cgroup(name(), Limits(memory=256 * MiB, cpu_quota=100_000)) as cg:
+        assert view(cg) == (262144, "0")
+        for memory_mib, quota, online in ((512, 200_000, "0-1"), (128, 100_000, "0")):
+            (cgroup_dir(cg) / "memory.max").write_text(str(memory_mib * MiB))
+            (cgroup_dir(cg) / "cpu.max").write_text(f"{quota} 100000")
+            want = (memory_mib * 1024, online)
+            poll(lambda want=want: view(cg) == want, f"the view {want}", deadline=slowdown)

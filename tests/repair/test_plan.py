@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from kube_lxcfs.repair.mountinfo import is_visible, parse_line, parse_mountinfo, topmost_at
+from kube_lxcfs.mountinfo import is_visible, parse_line, parse_mountinfo, topmost_at
 from kube_lxcfs.repair.plan import (
     Probe,
     State,

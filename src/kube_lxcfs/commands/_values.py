@@ -1,4 +1,4 @@
-"""Shared command-line options that choose the deployment's values.
+"""Command-line options that choose the deployment's values (manifests, install, uninstall).
 
 ``manifests``, ``install`` and ``uninstall`` accept the same options, so that
 what ``manifests`` prints is exactly what ``install`` applies.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from kube_lxcfs.commands._options import fail
 from kube_lxcfs.deploy.values import DEFAULT_NAMESPACE, ValuesError, resolve
 
 
@@ -76,10 +77,8 @@ def values_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def values_or_usage_error(args: argparse.Namespace, command: str) -> dict[str, Any] | None:
     """The values, or None after printing the one-line usage error of ``command``."""
-    import sys
-
     try:
         return values_from_args(args)
     except (ValuesError, OSError) as exc:
-        print(f"kube-lxcfs {command}: {exc}", file=sys.stderr)
+        fail(command, str(exc))
         return None

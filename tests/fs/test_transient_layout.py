@@ -6,15 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kube_lxcfs.cgroups.transient import (
-    CgroupError,
-    Hierarchy,
-    Layout,
-    Limits,
-    MiB,
-    create_cgroup,
-    layout_from_mountinfo,
-)
+from kube_lxcfs.cgroups.errors import CgroupError
+from kube_lxcfs.cgroups.hierarchy import Hierarchy, Layout, discover_layout
+from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup
 
 # This machine's layout: cpu and cpuacct on separate v1 mounts, a cgroup2 "unified" mount.
 HYBRID = """\
@@ -38,8 +32,8 @@ PURE_V2 = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,n
 
 
 def test_hybrid_layout_keeps_controllers_and_versions() -> None:
-    layout = layout_from_mountinfo(HYBRID, lambda _directory: "hugetlb\n")
-    assert [(str(h.mountpoint), h.version, sorted(h.controllers)) for h in layout.hierarchies] == [
+    layout = discover_layout(HYBRID, lambda _directory: "hugetlb\n")
+    assert [(h.mount_point, h.version, sorted(h.controllers)) for h in layout.hierarchies] == [
         ("/sys/fs/cgroup/cpu", 1, ["cpu"]),
         ("/sys/fs/cgroup/cpuacct", 1, ["cpuacct"]),
         ("/sys/fs/cgroup/cpuset", 1, ["cpuset"]),
@@ -47,46 +41,46 @@ def test_hybrid_layout_keeps_controllers_and_versions() -> None:
         ("/sys/fs/cgroup/systemd", 1, ["name=systemd"]),
         ("/sys/fs/cgroup/unified", 2, ["hugetlb"]),
     ]
-    assert str(layout.hierarchy_for("cpuacct").mountpoint) == "/sys/fs/cgroup/cpuacct"
-    assert str(layout.hierarchy_for("hugetlb").mountpoint) == "/sys/fs/cgroup/unified"
+    assert str(layout.hierarchy("cpuacct").mount_point) == "/sys/fs/cgroup/cpuacct"
+    assert str(layout.hierarchy("hugetlb").mount_point) == "/sys/fs/cgroup/unified"
 
 
 def test_comounted_controllers_and_bind_mounts() -> None:
-    layout = layout_from_mountinfo(COMOUNTED, lambda _directory: None)
-    cpu = layout.hierarchy_for("cpu")
-    assert cpu is layout.hierarchy_for("cpuacct")
-    assert str(cpu.mountpoint) == "/sys/fs/cgroup/cpu,cpuacct"
+    layout = discover_layout(COMOUNTED, lambda _directory: None)
+    cpu = layout.hierarchy("cpu")
+    assert cpu is layout.hierarchy("cpuacct")
+    assert cpu.mount_point == "/sys/fs/cgroup/cpu,cpuacct"
     # the container's bind mount of the memory hierarchy is not a second hierarchy
-    assert str(layout.hierarchy_for("memory").mountpoint) == "/sys/fs/cgroup/memory"
+    assert str(layout.hierarchy("memory").mount_point) == "/sys/fs/cgroup/memory"
     assert len(layout.hierarchies) == 2
 
 
 def test_pure_v2_serves_every_enabled_controller() -> None:
-    layout = layout_from_mountinfo(PURE_V2, lambda _directory: "cpuset cpu io memory pids\n")
+    layout = discover_layout(PURE_V2, lambda _directory: "cpuset cpu io memory pids\n")
     unified = layout.unified
-    assert unified is not None and str(unified.mountpoint) == "/sys/fs/cgroup"
+    assert unified is not None and unified.mount_point == "/sys/fs/cgroup"
     for controller in ("memory", "cpu", "cpuacct", "cpuset", "blkio", "pids"):
-        assert layout.hierarchy_for(controller) is unified
+        assert layout.hierarchy(controller) is unified
 
 
 def _layout(*hierarchies: Hierarchy) -> Layout:
-    return Layout(hierarchies)
+    return Layout.of(hierarchies)
 
 
 def test_v1_controller_wins_over_the_unified_mount() -> None:
-    v1_memory = Hierarchy(Path("/m"), 1, frozenset({"memory"}))
-    unified = Hierarchy(Path("/u"), 2, frozenset({"memory", "hugetlb"}))
+    v1_memory = Hierarchy(1, frozenset({"memory"}), "/m")
+    unified = Hierarchy(2, frozenset({"memory", "hugetlb"}), "/u")
     layout = _layout(unified, v1_memory)
-    assert layout.hierarchy_for("memory") is v1_memory
-    assert layout.hierarchy_for("hugetlb") is unified
-    assert layout.hierarchy_for("cpu") is None
+    assert layout.hierarchy("memory") is v1_memory
+    assert layout.hierarchy("hugetlb") is unified
+    assert layout.hierarchy("cpu") is None
     # cpu.stat exists in every v2 cgroup, so cpuacct is always served by the unified mount
-    assert layout.hierarchy_for("cpuacct") is unified
+    assert layout.hierarchy("cpuacct") is unified
 
 
 def test_v2_names_blkio_as_io() -> None:
-    unified = Hierarchy(Path("/u"), 2, frozenset({"io"}))
-    assert _layout(unified).hierarchy_for("blkio") is unified
+    unified = Hierarchy(2, frozenset({"io"}), "/u")
+    assert _layout(unified).hierarchy("blkio") is unified
 
 
 @pytest.mark.parametrize(
@@ -113,14 +107,14 @@ def test_limits_for_cpus_and_needed_controllers() -> None:
 
 
 def test_missing_controller_for_a_limit_is_an_error(tmp_path: Path) -> None:
-    layout = _layout(Hierarchy(tmp_path, 1, frozenset({"memory"})))
+    layout = _layout(Hierarchy(1, frozenset({"memory"}), str(tmp_path)))
     with pytest.raises(CgroupError, match="no cpuset controller"):
         create_cgroup("x", Limits(cpuset="0"), layout=layout)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_relative_paths_only(tmp_path: Path) -> None:
-    layout = _layout(Hierarchy(tmp_path, 1, frozenset({"memory"})))
+    layout = _layout(Hierarchy(1, frozenset({"memory"}), str(tmp_path)))
     for bad in ("", "/", "a/../b"):
         with pytest.raises(ValueError):
             create_cgroup(bad, layout=layout)
@@ -131,7 +125,7 @@ def test_v2_writes_limits_and_enables_controllers_in_every_ancestor(tmp_path: Pa
     (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids hugetlb\n")
     (tmp_path / "cgroup.subtree_control").write_text("memory\n")
     unified = Hierarchy(
-        tmp_path, 2, frozenset(["cpuset", "cpu", "io", "memory", "pids", "hugetlb"])
+        2, frozenset(["cpuset", "cpu", "io", "memory", "pids", "hugetlb"]), str(tmp_path)
     )
     limits = Limits(memory=256 * MiB, memory_swap=384 * MiB, cpu_quota=50_000, cpuset="0-1")
     cg = create_cgroup("outer/inner", limits, layout=_layout(unified))
@@ -157,7 +151,7 @@ def test_v1_cpuset_cgroups_get_their_parents_cpus_and_mems(tmp_path: Path) -> No
     the directory, the new cpusets (ancestors included) are populated before any task."""
     (tmp_path / "cpuset.cpus").write_text("0-3\n")
     (tmp_path / "cpuset.mems").write_text("0\n")
-    comounted = Hierarchy(tmp_path, 1, frozenset({"cpu", "cpuset"}))
+    comounted = Hierarchy(1, frozenset({"cpu", "cpuset"}), str(tmp_path))
     cg = create_cgroup(
         "outer/inner",
         Limits(cpuset="2", cpu_quota=50_000),

@@ -1,7 +1,8 @@
-"""Parse ``/proc/<pid>/mountinfo`` (proc(5)) into records.
+"""Parse ``/proc/<pid>/mountinfo`` (proc(5)) into records: the one parser of mountinfo.
 
 Pure: text in, records out. Paths are unescaped (the kernel writes space, tab,
-newline and backslash as ``\\ooo`` octal escapes).
+newline and backslash as ``\\ooo`` octal escapes). Used by cgroup discovery, the FUSE
+daemon's mount-point checks and the repair of containers' mounts.
 """
 
 from __future__ import annotations
@@ -9,7 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kube_lxcfs.errors import KubeLxcfsError
+
 _OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+class MountinfoError(KubeLxcfsError, ValueError):
+    """A mountinfo line without the layout proc(5) describes."""
 
 
 DELETED_SUFFIX = "//deleted"
@@ -52,19 +59,23 @@ class MountEntry:
 
 
 def parse_line(line: str) -> MountEntry:
-    """Parse one mountinfo line; ``ValueError`` if it is malformed."""
+    """Parse one mountinfo line; :class:`MountinfoError` if it is malformed."""
     left, sep, right = line.rstrip("\n").partition(" - ")
     if not sep:
-        raise ValueError(f"mountinfo line without separator: {line!r}")
+        raise MountinfoError(f"mountinfo line without separator: {line!r}")
     fields = left.split(" ")
     tail = right.split(" ")
     if len(fields) < 6 or len(tail) < 2:
-        raise ValueError(f"mountinfo line too short: {line!r}")
+        raise MountinfoError(f"mountinfo line too short: {line!r}")
     major, _, minor = fields[2].partition(":")
+    try:
+        ids = int(fields[0]), int(fields[1]), int(major), int(minor)
+    except ValueError:
+        raise MountinfoError(f"mountinfo line with bad numbers: {line!r}") from None
     return MountEntry(
-        mount_id=int(fields[0]),
-        parent_id=int(fields[1]),
-        dev=(int(major), int(minor)),
+        mount_id=ids[0],
+        parent_id=ids[1],
+        dev=(ids[2], ids[3]),
         root=_path(fields[3]),
         mount_point=_path(fields[4]),
         mount_options=tuple(fields[5].split(",")),
@@ -76,7 +87,9 @@ def parse_line(line: str) -> MountEntry:
 
 def parse_mountinfo(text: str) -> list[MountEntry]:
     """All entries of a mountinfo text, in the kernel's order; blank lines ignored."""
-    return [parse_line(line) for line in text.splitlines() if line.strip()]
+    # split at "\n" only: the kernel escapes only space, tab, newline and backslash in paths,
+    # and str.splitlines would also split a mount point holding "\r" or "\v"
+    return [parse_line(line) for line in text.split("\n") if line.strip()]
 
 
 def topmost_at(mounts: list[MountEntry], mount_point: str) -> MountEntry | None:

@@ -1,0 +1,157 @@
+"""Option plumbing every subcommand shares: value types, logging flags, cluster flags, messages.
+
+One spelling and one meaning per flag across commands: ``--log-level`` and ``--log-format``
+(text for a terminal, json for a log collector), ``--dry-run`` (change nothing, say what would
+change; the cluster commands also take kubectl's ``=server``), ``--kubeconfig``/``--context``.
+A usage error is one line ``kube-lxcfs CMD: message`` and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+# --- value types (argparse ``type=``; they raise ArgumentTypeError with a one-line reason) ---
+
+
+def positive_int(text: str) -> int:
+    """An integer above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"seconds must not be negative: {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """A duration in seconds above 0 (an interval: 0 would mean a busy loop)."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"seconds must be positive: {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port, 0-65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} out of range 0-65535")
+    return value
+
+
+def comma_list(text: str) -> list[str]:
+    """``a, b,,c`` → ``["a", "b", "c"]``."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def say(line: str) -> None:
+    """Progress for the user on stdout, at once (long cluster operations)."""
+    print(line, flush=True)
+
+
+def fail(command: str, message: str, code: int = 2) -> int:
+    """Print ``kube-lxcfs COMMAND: message`` on stderr; return ``code`` (2: usage)."""
+    print(f"kube-lxcfs {command}: {message}", file=sys.stderr)
+    return code
+
+
+# --- logging ----------------------------------------------------------------------------------
+
+
+def add_logging_options(parser: argparse.ArgumentParser, default_format: str = "text") -> None:
+    """Add --log-level and --log-format (stderr)."""
+    group = parser.add_argument_group("logging (stderr)")
+    group.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        default=None,
+        help="lowest level logged (default: info)",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        type=str.lower,
+        default=default_format,
+        help="text lines, or one JSON object per line for log collectors (default: %(default)s)",
+    )
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """Set up the root logger from --log-level/--log-format (and a command's --debug).
+
+    A process that already has handlers (a test harness) keeps them for text logs.
+    """
+    level = getattr(args, "log_level", None)
+    if not isinstance(level, str) or level not in LOG_LEVELS:
+        level = "debug" if getattr(args, "debug", False) else "info"
+    if getattr(args, "log_format", "text") == "json":
+        from kube_lxcfs import jsonlog
+
+        jsonlog.configure(level)
+        return
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level.upper(), format=TEXT_LOG_FORMAT, stream=sys.stderr)
+    elif getattr(args, "log_level", None) or getattr(args, "debug", False):
+        root.setLevel(level.upper())
+
+
+# --- cluster commands (install, uninstall, doctor) --------------------------------------------
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """Add --kubeconfig and --context."""
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else in-cluster)",
+    )
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+
+
+def add_dry_run_option(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
+    """Add --dry-run: change nothing, say what would change.
+
+    With ``server``, kubectl's ``--dry-run=server`` too (the API server validates and admits
+    every request but stores nothing); bare ``--dry-run`` and ``=client`` are the plain one.
+    """
+    if not server:
+        parser.add_argument(
+            "--dry-run", action="store_true", help="say what would change, change nothing"
+        )
+        return
+    parser.add_argument(
+        "--dry-run",
+        nargs="?",
+        const="client",
+        default="",
+        choices=("client", "server"),
+        help="client (the default when given bare): only print what would be done, no API "
+        "calls; server: the API server validates and admits every request but stores nothing",
+    )
