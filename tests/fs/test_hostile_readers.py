@@ -8,6 +8,8 @@ mount (docs/security.md).
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 import time
@@ -144,3 +146,30 @@ def test_a_read_flood_from_many_readers_leaves_others_answered(kube_lxcfs_fs: Ru
     )
     assert reads > FLOODERS  # the flood really ran
     assert max(waits) < PROBE_LIMIT
+
+
+def test_writes_odd_names_and_huge_offsets_through_the_mount(kube_lxcfs_fs: RunningFs) -> None:
+    """The mount is read-only, names outside the tree do not exist, offsets past the end are
+    the end: nothing a reader does changes or reveals more than the virtual files."""
+    meminfo = kube_lxcfs_fs.mountpoint / "proc" / "meminfo"
+    for attempt in (
+        lambda: os.open(meminfo, os.O_WRONLY),
+        lambda: os.open(meminfo, os.O_RDWR | os.O_TRUNC),
+        lambda: os.open(kube_lxcfs_fs.mountpoint / "proc" / "new", os.O_CREAT | os.O_WRONLY),
+        lambda: os.mkdir(kube_lxcfs_fs.mountpoint / "proc" / "dir"),
+        lambda: os.chmod(meminfo, 0o777),
+        lambda: os.truncate(meminfo, 0),
+        lambda: os.unlink(meminfo),
+        lambda: os.symlink("/etc/shadow", kube_lxcfs_fs.mountpoint / "proc" / "link"),
+    ):
+        with pytest.raises(OSError) as exc:
+            attempt()
+        assert exc.value.errno in (errno.EROFS, errno.EACCES), exc.value
+    for name in ("...", "meminfo ", "MEMINFO", "\udcff", "x" * 255, "self", "1"):
+        assert not (kube_lxcfs_fs.mountpoint / "proc" / name).exists(), name
+    fd = os.open(meminfo, os.O_RDONLY)
+    try:
+        assert os.pread(fd, 4096, 1 << 62) == b""
+        assert os.pread(fd, 4096, 0).startswith(b"MemTotal:")
+    finally:
+        os.close(fd)

@@ -219,7 +219,7 @@ def engine_findings(
         findings.append(_dockerd_runtimes())
     override = podman_conf_override(config, os.environ) if engine_name == "podman" else ""
     if override:
-        findings.append(Finding(WARN, "podman config", override))
+        findings.append(Check(WARN, "podman config", override))
     if not seccomp_socket:
         findings.append(Check(WARN, "sysinfo(2)", "no seccomp socket: the host's sysinfo"))
     elif listener_answers(seccomp_socket):

@@ -120,7 +120,10 @@ def foreign_handler(text: str) -> bool:
 
 
 def launcher_script(
-    zipapp: str = ZIPAPP, env: Mapping[str, str] | None = None, installer: str = "setup-node"
+    zipapp: str = ZIPAPP,
+    env: Mapping[str, str] | None = None,
+    installer: str = "setup-node",
+    python: str = "python3",
 ) -> str:
     """The host's ``kube-lxcfs-runc``: the zipapp on the host's python3.
 
@@ -137,7 +140,7 @@ def launcher_script(
         f"# kube-lxcfs runtime wrapper (installed by kube-lxcfs {installer}).\n"
         "# Edits create/run bundles, then execs the real runtime (see its docs).\n"
         f"{exports}"
-        f'exec python3 -I -S "{zipapp}" "$@"\n'
+        f'exec {shlex.quote(python)} -I -S "{zipapp}" "$@"\n'
     )
 
 
