@@ -11,10 +11,6 @@ mmap writes, not a ``labels()`` call per metric.
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -114,40 +110,3 @@ class WebhookMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class SupervisorMetrics:
-    """The supervisor's /metrics: its workers' files summed, plus its own worker counts."""
-
-    def __init__(self, directory: Path) -> None:
-        from prometheus_client import multiprocess
-
-        self.directory = directory
-        self.registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(self.registry, path=str(directory))
-        self.workers = Gauge(
-            "kube_lxcfs_webhook_workers",
-            "Worker processes serving now.",
-            registry=self.registry,
-        )
-        self.restarts = Counter(
-            "kube_lxcfs_webhook_worker_restarts",
-            "Worker processes that ended unexpectedly and were replaced.",
-            registry=self.registry,
-        )
-
-    def worker_gone(self, pid: int) -> None:
-        """Forget a dead worker's live gauges (its counters keep counting in the sums)."""
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid, str(self.directory))
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def multiprocess_enabled() -> bool:
-    return bool(os.environ.get(MULTIPROC_ENV))

@@ -23,6 +23,7 @@ import math
 import os
 import pickle
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,7 +34,9 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kube_lxcfs.webhook.metrics import MULTIPROC_ENV, SupervisorMetrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, multiprocess
+
+from kube_lxcfs.webhook.metrics import MULTIPROC_ENV
 from kube_lxcfs.webhook.options import ServerOptions
 
 log = logging.getLogger("kube_lxcfs.webhook")
@@ -85,6 +88,35 @@ def _cgroup_quota(root: Path) -> float | None:
                         return quota_us / period_us
                     return None
     return None
+
+
+class SupervisorMetrics:
+    """The supervisor's /metrics: its workers' files summed, plus its own worker counts."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(self.registry, path=str(directory))
+        self.workers = Gauge(
+            "kube_lxcfs_webhook_workers",
+            "Worker processes serving now.",
+            registry=self.registry,
+        )
+        self.restarts = Counter(
+            "kube_lxcfs_webhook_worker_restarts",
+            "Worker processes that ended unexpectedly and were replaced.",
+            registry=self.registry,
+        )
+
+    def worker_gone(self, pid: int) -> None:
+        """Forget a dead worker's live gauges (its counters keep counting in the sums)."""
+        multiprocess.mark_process_dead(pid, str(self.directory))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @dataclass(frozen=True)
