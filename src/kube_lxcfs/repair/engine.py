@@ -252,8 +252,13 @@ def forget_unused_generations(state_dir: str, mount_dir: str) -> bool:
     if known is None:
         return False
     for ns in scan.list_namespaces():
-        mounts = _namespace_mounts(ns)
-        if mounts is not None and any(m.dev in known for m in mounts):
+        # FUSE mounts only: the kernel reuses the device numbers of ended connections for
+        # any new filesystem (tmpfs, overlay, another FUSE daemon).
+        held = [
+            m for m in _namespace_mounts(ns) or () if m.dev in known and m.fstype.startswith("fuse")
+        ]
+        if held:
+            log.info("generation record kept: %s holds %s", ns.label, held[0].mount_point)
             return False
     _generations_file(state_dir, mount_dir).unlink(missing_ok=True)
     log.info("no container holds a mount of %s any more: generation record removed", mount_dir)
