@@ -16,7 +16,6 @@ passes, then every worker drains its in-flight requests (--shutdown-grace) and e
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import math
@@ -36,6 +35,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, multiprocess
 
+from kube_lxcfs import linux
+from kube_lxcfs.jsonlog import configure_stderr
 from kube_lxcfs.webhook.metrics import MULTIPROC_ENV
 from kube_lxcfs.webhook.options import ServerOptions
 
@@ -347,11 +348,8 @@ def _metrics_directory() -> Path:
 
 def _die_with_parent() -> None:
     """Ask the kernel for SIGTERM when the supervisor dies (no orphaned workers)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    with contextlib.suppress(OSError):
+        linux.set_parent_death_signal(signal.SIGTERM)
 
 
 def worker_main() -> int:
@@ -360,10 +358,9 @@ def worker_main() -> int:
     _die_with_parent()
     if os.getppid() == 1:
         return 1  # the supervisor died before we armed the signal
-    from kube_lxcfs.commands._options import configure_logging
     from kube_lxcfs.webhook.server import WebhookServer, serve_until_signalled
 
-    configure_logging(argparse.Namespace(log_level=spec.log_level, log_format=spec.log_format))
+    configure_stderr(spec.log_level, spec.log_format)
     listener = socket.socket(fileno=spec.listen_fd)
     server = WebhookServer(spec.options, listener=listener, worker=True)
 
