@@ -128,9 +128,9 @@ def launcher_script(
     """The host's ``kube-lxcfs-runc``: the zipapp on the host's python3.
 
     ``-I -S``: the zipapp is stdlib-only, so neither the environment's PYTHON* variables nor
-    the site module (site-packages, .pth files) have a say; skipping site is most of a start
-    on a host with many packages (190 ms to 22 ms measured here), and a container runtime
-    calls the wrapper several times per container.
+    the site module (site-packages, .pth files) have a say, and a container runtime calls the
+    wrapper several times per container. ``python`` may name the interpreter's real path
+    (setup-docker does: a version manager's shim on the daemon's PATH costs a start of its own).
 
     ``env`` are wrapper settings (``KUBE_LXCFS_MOUNT_DIR`` ...) exported first: Docker and
     Podman name only a path for a runtime, so the launcher is where non-default settings go."""
