@@ -167,6 +167,11 @@ class RepairMetrics:
         with self._lock:
             return self._counts[status]
 
+    def snapshot(self) -> tuple[dict[str, int], float]:
+        """The counts ("passes" and one per outcome) and the last pass's seconds."""
+        with self._lock:
+            return {"passes": 0, **self._counts}, self.last_pass_seconds
+
     def render(self) -> str:
         with self._lock:
             lines = [
@@ -241,6 +246,28 @@ def record_generation(state_dir: str, mount_dir: str, dev: tuple[int, int]) -> N
     except OSError as exc:
         log.warning("cannot record the filesystem generation in %s: %s", state_dir, exc)
     _forget_removed_mount_dirs(Path(state_dir))
+
+
+def forget_unused_generations(state_dir: str, mount_dir: str) -> bool:
+    """After the daemon unmounted: drop the generation record of ``mount_dir`` when no
+    mount namespace holds a mount of any recorded generation any more, so that an
+    uninstall leaves no state on the node. While a container still holds one, the record
+    stays: the next daemon's automatic repair only takes mounts it knows. True if dropped."""
+    known = known_generations(state_dir, mount_dir)
+    if known is None:
+        return False
+    for ns in scan.list_namespaces():
+        # FUSE mounts only: the kernel reuses the device numbers of ended connections for
+        # any new filesystem (tmpfs, overlay, another FUSE daemon).
+        held = [
+            m for m in _namespace_mounts(ns) or () if m.dev in known and m.fstype.startswith("fuse")
+        ]
+        if held:
+            log.info("generation record kept: %s holds %s", ns.label, held[0].mount_point)
+            return False
+    _generations_file(state_dir, mount_dir).unlink(missing_ok=True)
+    log.info("no container holds a mount of %s any more: generation record removed", mount_dir)
+    return True
 
 
 def _forget_removed_mount_dirs(state_dir: Path) -> None:
