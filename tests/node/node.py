@@ -277,9 +277,10 @@ class Node:
             60,
             "containerd",
         )
-        # The images are imported side by side while the control plane and the kubelet
-        # start (a pod needs them only once the node is Ready).
-        with concurrent.futures.ThreadPoolExecutor(len(self.image_archives)) as pool:
+        # The images are imported while the control plane and the kubelet start (a pod
+        # needs them only once the node is Ready), one after another: concurrent
+        # `ctr images import` calls collide on their ingest ref ("tar-index.json locked").
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
             imports = [pool.submit(self.import_image, a) for a in self.image_archives.values()]
             self._start_node_components()
             self._mark("control plane", started)
