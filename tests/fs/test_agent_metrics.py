@@ -19,6 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,7 +222,7 @@ def prometheus(tmp_path: Path):
         pytest.skip("Debian's prometheus is not installed (deps/apt/metrics.txt)")
     started: list[subprocess.Popen] = []
 
-    def start(targets: list[str]) -> int:
+    def start(targets: dict[str, str]) -> int:
         port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
@@ -229,7 +230,8 @@ def prometheus(tmp_path: Path):
                 {
                     "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                     "scrape_configs": [
-                        {"job_name": "kube-lxcfs-agent", "static_configs": [{"targets": targets}]}
+                        {"job_name": job, "static_configs": [{"targets": [target]}]}
+                        for job, target in targets.items()
                     ],
                 }
             )
@@ -253,11 +255,11 @@ def prometheus(tmp_path: Path):
             if process.poll() is not None:
                 raise AssertionError((tmp_path / "prometheus.log").read_text()[-3000:])
             try:
-                return value(port, "up") == 1
+                return value(port, "sum(up)") == len(targets)
             except OSError:
                 return False
 
-        wait_for(up, timeout=60, what="prometheus up and scraping the agent")
+        wait_for(up, timeout=60, what="prometheus up and scraping every target")
         return port
 
     yield start
@@ -270,9 +272,27 @@ def prometheus(tmp_path: Path):
             process.wait()
 
 
-def test_prometheus_sees_reads_by_file_and_host_answers(agent, prometheus) -> None:
+def test_prometheus_sees_reads_by_file_host_answers_and_admissions(
+    agent, prometheus, tmp_path: Path
+) -> None:
+    from webhook.serverproc import running_webhook
+
     fs, agent_port = agent(stall="-stalled=1500")
-    prom = prometheus([f"127.0.0.1:{agent_port}"])
+    (tmp_path / "webhook").mkdir()
+    with running_webhook(tmp_path / "webhook") as webhook:
+        _prometheus_round(fs, agent_port, webhook, prometheus)
+
+
+def _prometheus_round(fs: RunningFs, agent_port: int, webhook: Any, prometheus: Any) -> None:
+    from webhook.podcheck import load
+
+    prom = prometheus(
+        {
+            "kube-lxcfs-agent": f"127.0.0.1:{agent_port}",
+            "kube-lxcfs-webhook": f"127.0.0.1:{webhook.health_port}",
+        }
+    )
+    webhook.connect().admit(load("bare-pod.json"))
     assert get(agent_port, "/healthz")[0] == 200
     with create_cgroup(unique_name() + "-stalled", Limits(memory=64 * MiB)) as cg:
         texts = read_files([fs.path("proc/meminfo"), fs.path("proc/cpuinfo")], cgroup=cg)
@@ -294,5 +314,10 @@ def test_prometheus_sees_reads_by_file_and_host_answers(agent, prometheus) -> No
         for r in query(prom, 'sum by (file) (kube_lxcfs_reads_total{outcome="rendered"})')
     }
     assert by_file.get("/proc/meminfo", 0) >= 1, by_file
-    assert value(prom, "kube_lxcfs_build_info") == 1
-    assert value(prom, "process_resident_memory_bytes") > 0
+    assert value(prom, 'kube_lxcfs_build_info{job="kube-lxcfs-agent"}') == 1
+    assert value(prom, 'process_resident_memory_bytes{job="kube-lxcfs-agent"}') > 0
+    wait_for(
+        lambda: value(prom, "sum(kube_lxcfs_webhook_admissions_total)") >= 1,
+        timeout=30,
+        what="the webhook's admission in prometheus",
+    )
