@@ -16,7 +16,6 @@ passes, then every worker drains its in-flight requests (--shutdown-grace) and e
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import math
@@ -36,6 +35,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, multiprocess
 
+from kube_lxcfs import linux
+from kube_lxcfs.jsonlog import configure_stderr
 from kube_lxcfs.webhook.metrics import MULTIPROC_ENV, certificate_expiry
 from kube_lxcfs.webhook.options import ServerOptions
 
@@ -407,26 +408,20 @@ def _metrics_directory() -> Path:
     return Path(tempfile.mkdtemp(prefix="kube-lxcfs-webhook-metrics-", dir=where))
 
 
-M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
 
 
 def limit_malloc_arenas() -> None:
     """At most two glibc malloc arenas instead of up to 8 per CPU, so memory freed by one
     connection thread is reused by the others rather than kept per thread."""
-    import ctypes
-
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+        linux.set_malloc_arena_max(MALLOC_ARENAS)
 
 
 def _die_with_parent() -> None:
     """Ask the kernel for SIGTERM when the supervisor dies (no orphaned workers)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    with contextlib.suppress(OSError):
+        linux.set_parent_death_signal(signal.SIGTERM)
 
 
 def worker_main() -> int:
@@ -436,10 +431,9 @@ def worker_main() -> int:
     limit_malloc_arenas()
     if os.getppid() == 1:
         return 1  # the supervisor died before we armed the signal
-    from kube_lxcfs.commands._options import configure_logging
     from kube_lxcfs.webhook.server import WebhookServer, serve_until_signalled
 
-    configure_logging(argparse.Namespace(log_level=spec.log_level, log_format=spec.log_format))
+    configure_stderr(spec.log_level, spec.log_format)
     listener = socket.socket(fileno=spec.listen_fd)
     balance = None
     if spec.workers > 1:
