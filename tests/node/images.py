@@ -45,6 +45,7 @@ from rootfs import TINY, RootfsSpec, ensure_rootfs  # noqa: E402
 CACHE_ROOT = Path(
     os.environ.get("KUBE_LXCFS_NODE_IMAGE_CACHE", "/var/cache/kube-lxcfs/node-images")
 )
+STALE_AFTER = 6 * 3600.0  # seconds after which an archive of other inputs is removed
 BUILDER_VERSION = 1
 """Bump when the build steps below change, so cached archives are rebuilt."""
 
@@ -251,6 +252,7 @@ def _cached(name: str, key: str, build: Callable[[Path], None], log: Log) -> Pat
     """The archive ``<name>-<key>.tar``, built by ``build(tmp_path)`` under a lock if missing."""
     final = CACHE_ROOT / f"{name}-{key}.tar"
     if final.exists():
+        os.utime(final)  # "recently used": keeps it from being pruned
         return final
     CACHE_ROOT.mkdir(parents=True, exist_ok=True)
     with open(CACHE_ROOT / f".{name}.lock", "w") as lock:
@@ -266,7 +268,9 @@ def _cached(name: str, key: str, build: Callable[[Path], None], log: Log) -> Pat
         finally:
             staging.unlink(missing_ok=True)
         for old in CACHE_ROOT.glob(f"{name}-*.tar"):
-            if old != final:  # one archive per image: a source change replaces it
+            # Other sources' archives may be in use by another checkout's run right now:
+            # only those unused for STALE_AFTER go.
+            if old != final and time.time() - old.stat().st_mtime > STALE_AFTER:
                 old.unlink(missing_ok=True)
         log(f"node images: built {name} in {time.monotonic() - started:.0f}s")
     return final

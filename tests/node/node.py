@@ -26,7 +26,9 @@ Clients (kubectl, ``kube-lxcfs install``, helm) enter the namespaces with nsente
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -37,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from cluster.control_plane import (
     ADMISSION_PLUGINS,
@@ -183,6 +186,7 @@ class Node:
     namespaces: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     ca: CertificateAuthority | None = None
+    _lock_file: IO[str] | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -246,6 +250,7 @@ class Node:
 
     def _start(self) -> None:
         started = time.monotonic()
+        self._lock()
         clean_leftovers(self.log)
         self.sysctls = read_sysctls()
         self.holder = subprocess.Popen(
@@ -272,9 +277,15 @@ class Node:
             60,
             "containerd",
         )
-        self._import_images()
-        self._mark("control plane and images", started)
-        self._start_node_components()
+        # The images are imported side by side while the control plane and the kubelet
+        # start (a pod needs them only once the node is Ready).
+        with concurrent.futures.ThreadPoolExecutor(len(self.image_archives)) as pool:
+            imports = [pool.submit(self.import_image, a) for a in self.image_archives.values()]
+            self._start_node_components()
+            self._mark("control plane", started)
+            for done in imports:
+                done.result()
+            self._mark("images imported", started)
         wait_until(self._node_ready, 180, f"node {NODE_NAME} Ready", interval=0.5)
         wait_until(
             lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
@@ -283,6 +294,18 @@ class Node:
             interval=0.5,
         )
         self._mark("node ready", started)
+
+    def _lock(self) -> None:
+        """One node per machine at a time (the /kubepods cgroups and the sysctls are
+        machine-wide): another run waits here until this one has stopped. A run that was
+        killed released the lock with its process; its leftovers are cleaned next."""
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(STATE_DIR / "lock", "w")  # noqa: SIM115 (held until stop)
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.log("node: another node tier run is using this machine; waiting for it")
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
 
     def _holder_in_namespaces(self) -> bool:
         assert self.holder is not None
@@ -616,10 +639,6 @@ class Node:
         conditions = json.loads(node.stdout)["status"].get("conditions", [])
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-    def _import_images(self) -> None:
-        for archive in self.image_archives.values():
-            self.run(["ctr", "--namespace=k8s.io", "images", "import", str(archive)], timeout=300)
-
     def import_image(self, archive: Path) -> None:
         self.run(["ctr", "--namespace=k8s.io", "images", "import", str(archive)], timeout=300)
 
@@ -647,8 +666,9 @@ class Node:
         # The image store is large and of no use afterwards; the logs stay for a look.
         shutil.rmtree(self.host_path("/var/lib/containerd"), ignore_errors=True)
         (STATE_DIR / "state.json").unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            STATE_DIR.rmdir()
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
 
 
 def containerd_config(workdir: Path) -> str:

@@ -1,27 +1,61 @@
-"""The seed's walkthrough on a real node with `kube-lxcfs install`."""
+"""The seed's walkthrough on a real node with `kube-lxcfs install`, what running pods see
+while the agent restarts or is upgraded, webhook availability (one replica may go away while
+pods are created; with both gone, creation follows the failurePolicy), and that uninstalling
+leaves nothing behind. One install serves the module; the uninstall test runs last."""
 
 from __future__ import annotations
 
+import datetime
+import json
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .node import Node
+from cluster.control_plane import wait_until
+
+from .conftest import record
+from .node import CGROUP_ROOT, POD_CGROUP, Node, NodeError
 from .workloads import (
+    AGENT,
+    AGENT_SELECTOR,
+    ENABLED,
     IMAGE_OPTIONS,
+    INSTALL_NAMESPACE,
+    WEBHOOK_SELECTOR,
+    apply,
     check_installed,
+    deployment,
+    deployment_pod,
+    injected,
     kube_lxcfs,
+    memtotal_kib,
+    parse_time,
+    pod,
+    pods,
+    ready_since,
+    wait_pod_ready,
     walkthrough,
 )
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
+LIMIT_LINE = "MemTotal: 1048576 kB"
+DISCONNECTED = "Transport endpoint is not connected"
+# Reads /proc/meminfo five times a second; every line goes to the container log, which the
+# kubelet timestamps: the test reads what the app saw and when.
+READER = ["sh", "-c", "while :; do head -n1 /proc/meminfo 2>&1 | tr -s ' '; sleep 0.2; done"]
+
 
 @pytest.fixture(scope="module")
 def installed(node: Node) -> Iterator[Node]:
     """kube-lxcfs installed with `kube-lxcfs install --wait` and the locally built images."""
+    started = time.monotonic()
     kube_lxcfs(node, "install", *IMAGE_OPTIONS, "--wait", "--timeout=180")
+    record("kube-lxcfs install --wait", time.monotonic() - started)
     yield node
     kube_lxcfs(node, "uninstall", *IMAGE_OPTIONS, "--wait")
 
@@ -37,8 +71,233 @@ def test_install_walkthrough(installed: Node, make_namespace) -> None:
     assert not Path("/sys/class/net/cni0").exists()
 
 
+def _agent_pod(node: Node) -> str:
+    running = [
+        p for p in pods(node, INSTALL_NAMESPACE, AGENT_SELECTOR)
+        if not p["metadata"].get("deletionTimestamp")
+    ]  # fmt: skip
+    assert len(running) == 1, [p["metadata"]["name"] for p in running]
+    return running[0]["metadata"]["name"]
+
+
+def _new_agent_ready(node: Node, old: str) -> datetime.datetime:
+    """Wait for the agent pod that replaces ``old``; when it became Ready."""
+
+    def ready() -> datetime.datetime | None:
+        for found in pods(node, INSTALL_NAMESPACE, AGENT_SELECTOR):
+            if found["metadata"]["name"] != old and not found["metadata"].get("deletionTimestamp"):
+                return ready_since(found)
+        return None
+
+    return wait_until(ready, 120, "the new agent pod to be Ready", interval=0.3)
+
+
+def _reads(node: Node, namespace: str, name: str) -> list[tuple[datetime.datetime, str]]:
+    logs = node.kubectl("logs", "--timestamps", "-n", namespace, name).stdout
+    result = []
+    for line in logs.splitlines():
+        stamp, _, text = line.partition(" ")
+        result.append((parse_time(stamp), text))
+    return result
+
+
+def _check_reads_recover(node: Node, namespace: str, name: str, ready: datetime.datetime) -> None:
+    """Within 5 s of the new agent's Ready the app reads its limit, and nothing else after."""
+    settle = ready + datetime.timedelta(seconds=8)
+    wait_until(
+        lambda: any(t > settle for t, _ in _reads(node, namespace, name)),
+        30,
+        "reads 8 s after the new agent became Ready",
+        interval=0.5,
+    )
+    after = [(t, text) for t, text in _reads(node, namespace, name) if t >= ready]
+    first_good = next((t for t, text in after if text == LIMIT_LINE), None)
+    assert first_good is not None, after[-10:]
+    assert (first_good - ready).total_seconds() <= 5, (ready, after[:30])
+    wrong = [(t.isoformat(), text) for t, text in after if t >= first_good and text != LIMIT_LINE]
+    assert not wrong, wrong[:10]
+    assert not any(DISCONNECTED in text for t, text in after if t >= first_good)
+
+
+def test_agent_restart_and_upgrade_while_an_app_reads(installed: Node, make_namespace) -> None:
+    node = installed
+    namespace = make_namespace("reader", ENABLED)
+    apply(node, deployment("reader", namespace, command=READER))
+    reader = deployment_pod(node, namespace, "reader")
+    assert injected(node, namespace, reader) == "injected"
+
+    old = _agent_pod(node)  # the DaemonSet recreates a deleted agent pod
+    node.kubectl("delete", "pod", "-n", INSTALL_NAMESPACE, old, "--wait=true")
+    _check_reads_recover(node, namespace, reader, _new_agent_ready(node, old))
+
+    old = _agent_pod(node)  # an upgrade: a changed pod template rolls the DaemonSet
+    node.kubectl("rollout", "restart", f"daemonset/{AGENT}", "-n", INSTALL_NAMESPACE)
+    _check_reads_recover(node, namespace, reader, _new_agent_ready(node, old))
+
+
+def test_pods_created_while_the_agent_is_down_start_once_it_is_back(
+    installed: Node, make_namespace
+) -> None:
+    node = installed
+    namespace = make_namespace("down", ENABLED)
+    away = {"spec": {"template": {"spec": {"nodeSelector": {"kube-lxcfs-test/agent": "away"}}}}}
+    back = {"spec": {"template": {"spec": {"nodeSelector": {"kube-lxcfs-test/agent": None}}}}}
+    ds = f"daemonset/{AGENT}"
+    node.kubectl("patch", ds, "-n", INSTALL_NAMESPACE, "--type=merge", "-p", json.dumps(away))
+    try:
+        wait_until(
+            lambda: not pods(node, INSTALL_NAMESPACE, AGENT_SELECTOR),
+            60,
+            "the agent pod to be gone",
+            interval=0.3,
+        )
+        apply(node, pod("early", namespace))
+
+        def mount_failed() -> bool:
+            events = node.get("events", "-n", namespace, "--field-selector=reason=FailedMount")
+            return any(e["involvedObject"]["name"] == "early" for e in events["items"])
+
+        wait_until(mount_failed, 60, "kubelet to report the missing lxcfs files", interval=0.5)
+        assert ready_since(node.get("pod", "early", "-n", namespace)) is None
+    finally:
+        node.kubectl("patch", ds, "-n", INSTALL_NAMESPACE, "--type=merge", "-p", json.dumps(back))
+    wait_pod_ready(node, namespace, "early", timeout=180)
+    meminfo = node.exec(namespace, "early", "cat", "/proc/meminfo")
+    assert memtotal_kib(meminfo) == 1048576
+
+
+# -- webhook availability ----------------------------------------------------------------
+
+WEBHOOK = "kube-lxcfs-webhook"
+
+
+def _unscheduled(name: str, namespace: str) -> dict:
+    """A pod that goes through admission but never runs (no node matches), to keep the node
+    light while many are created."""
+    body = pod(name, namespace)
+    body["spec"]["nodeSelector"] = {"kube-lxcfs-test/nowhere": "true"}
+    return body
+
+
+def _create(node: Node, namespace: str) -> tuple[str, str]:
+    """Create one pod; (name, '') or (name, error)."""
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    result = node.kubectl(
+        "create", "-f", "-", input=json.dumps(_unscheduled(name, namespace)), check=False
+    )
+    return name, "" if result.returncode == 0 else result.stderr.strip()
+
+
+@pytest.fixture
+def creating(node: Node, make_namespace) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """Pods created one after another in a labelled namespace until the test ends."""
+    namespace = make_namespace("loop", ENABLED)
+    results: list[tuple[str, str]] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            results.append(_create(node, namespace))
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield namespace, results
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_one_webhook_replica_deleted_while_pods_are_created(
+    installed: Node,
+    creating,
+) -> None:
+    node = installed
+    namespace, results = creating
+    wait_until(lambda: len(results) >= 3, 60, "the first pods of the loop")
+    victim = pods(node, INSTALL_NAMESPACE, WEBHOOK_SELECTOR)[0]["metadata"]["name"]
+    node.kubectl("delete", "pod", "-n", INSTALL_NAMESPACE, victim, "--wait=true", timeout=120)
+    wait_until(
+        lambda: (
+            node.get("deployment", WEBHOOK, "-n", INSTALL_NAMESPACE)["status"].get("readyReplicas")
+            == 2
+        ),
+        120,
+        "the replacement replica",
+        interval=0.5,
+    )
+    count = len(results)
+    wait_until(lambda: len(results) >= count + 3, 60, "pods created after the replacement")
+    failed = [r for r in list(results) if r[1]]
+    assert not failed, failed[:5]
+    missed = [
+        name for name, _ in list(results)[:-1] if injected(node, namespace, name) != "injected"
+    ]
+    assert not missed, f"{len(missed)} of {len(results)} pods not injected: {missed[:5]}"
+
+
+def _set_failure_policy(node: Node, policy: str) -> None:
+    config = node.get("mutatingwebhookconfiguration", WEBHOOK)
+    patch = [
+        {"op": "replace", "path": f"/webhooks/{i}/failurePolicy", "value": policy}
+        for i in range(len(config["webhooks"]))
+    ]
+    node.kubectl(
+        "patch", "mutatingwebhookconfiguration", WEBHOOK, "--type=json", "-p", json.dumps(patch)
+    )
+
+
+def test_without_replicas_creation_follows_the_failure_policy(
+    installed: Node,
+    make_namespace,
+) -> None:
+    node = installed
+    namespace = make_namespace("none", ENABLED)
+    configured = node.get("mutatingwebhookconfiguration", WEBHOOK)["webhooks"][0]
+    assert configured["failurePolicy"] == "Ignore"  # the chart's default
+    node.kubectl("scale", f"deployment/{WEBHOOK}", "-n", INSTALL_NAMESPACE, "--replicas=0")
+    try:
+        wait_until(
+            lambda: not pods(node, INSTALL_NAMESPACE, WEBHOOK_SELECTOR),
+            120,
+            "every webhook replica to be gone",
+            interval=0.5,
+        )
+        name, error = _create(node, namespace)  # Ignore: created, without the files
+        assert not error, error
+        assert injected(node, namespace, name) == ""
+        _set_failure_policy(node, "Fail")
+        name, error = _create(node, namespace)  # Fail: refused, saying why
+        assert "kube-lxcfs" in error and "failed calling webhook" in error, error
+        with pytest.raises(NodeError):
+            node.kubectl("get", "pod", "-n", namespace, name)
+    finally:
+        _set_failure_policy(node, "Ignore")
+        node.kubectl("scale", f"deployment/{WEBHOOK}", "-n", INSTALL_NAMESPACE, "--replicas=2")
+    wait_until(
+        lambda: (
+            node.get("deployment", WEBHOOK, "-n", INSTALL_NAMESPACE)["status"].get("readyReplicas")
+            == 2
+        ),
+        120,
+        "both replicas back",
+        interval=0.5,
+    )
+
+
+# -- uninstall ----------------------------------------------------------------------------
+
+
 def _fuse_mounts(node: Node) -> list[str]:
     """FUSE mounts in the node's mount namespace (where the kubelet and the pods' sources are)."""
     assert node.holder is not None
     mountinfo = Path(f"/proc/{node.holder.pid}/mountinfo").read_text()
     return [line for line in mountinfo.splitlines() if " - fuse." in line or " - fuse " in line]
+
+
+def _pod_cgroups(uids: set[str]) -> list[Path]:
+    return [
+        path
+        for uid in uids
+        for path in CGROUP_ROOT.glob(f"*/{POD_CGROUP}/**/pod{uid}")
+    ]  # fmt: skip

@@ -205,3 +205,11 @@ def pods(node: Node, namespace: str, selector: str) -> list[dict]:
 
 def pod_uids(node: Node, namespace: str, selector: str) -> set[str]:
     return {p["metadata"]["uid"] for p in pods(node, namespace, selector)}
+
+
+def delete_enabled_namespaces(node: Node) -> None:
+    """Delete every namespace labelled for injection and wait: no injected pod is left, so
+    an uninstall may leave nothing on the node (the agent keeps its generation record while
+    a container still holds its files, for the next agent's repair)."""
+    selector = ",".join(f"{k}={v}" for k, v in ENABLED.items())
+    node.kubectl("delete", "namespace", "-l", selector, "--wait=true", timeout=300)

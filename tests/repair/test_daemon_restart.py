@@ -212,6 +212,27 @@ def test_on_stop_keep_leaves_containers_stale_until_the_next_start(
     wait_for(lambda: reads_live(h, h.targets["proc/meminfo"]), timeout=5, what="repaired")
 
 
+def test_a_clean_stop_forgets_the_generations_only_when_no_container_holds_them(
+    daemon: KubeLxcfsSource, holders
+) -> None:
+    """After an uninstall nothing of ours stays in the state directory; while a container
+    still holds our files, the record stays for the next start's repair (issue 13)."""
+
+    def records() -> list[Path]:
+        return list(daemon.state_dir.glob("generations-*.json"))
+
+    h = holders(daemon.mount_dir, FILES)
+    wait_for(daemon.repaired, timeout=10, what="the start-up repair pass")
+    assert records()
+    assert daemon.stop() == 0
+    assert records(), "a container holds our mounts: the next start must know them"
+    daemon.start()
+    wait_for(lambda: reads_live(h, h.targets["proc/meminfo"]), timeout=5, what="repaired")
+    h.close()
+    assert daemon.stop() == 0
+    assert not records(), daemon.log()[-2000:]
+
+
 def test_a_second_daemon_of_the_same_name_leaves_the_first_ones_containers_alone(
     tmp_path: Path, daemon: KubeLxcfsSource, holders
 ) -> None:

@@ -172,3 +172,24 @@ def test_containers_conf_in_the_environment_is_pointed_out() -> None:
     assert podman_conf_override(Path("/srv/c.conf"), {"CONTAINERS_CONF": "/srv/c.conf"}) == ""
     warning = podman_conf_override(dropin, {"CONTAINERS_CONF": "/srv/c.conf"})
     assert "setup-podman --config /srv/c.conf" in warning
+
+
+def test_the_launcher_names_the_real_interpreter(tmp_path: Path) -> None:
+    """Not ``python3`` looked up at each start: dockerd's PATH differs from the shell's, and a
+    version manager's shim costs a start of its own on every runtime call."""
+    import os
+    import shlex
+    import subprocess
+
+    report = setup_engine(DOCKER, config=tmp_path / "daemon.json", prefix=tmp_path / "p")
+    assert report.ok, report.lines
+    exec_line = (tmp_path / "p" / "bin" / "kube-lxcfs-runc").read_text().splitlines()[-1]
+    interpreter = shlex.split(exec_line)[1]
+    real = subprocess.run(
+        ["python3", "-c", "import sys; print(sys.executable)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert interpreter == real and os.access(interpreter, os.X_OK)
+    assert shlex.split(exec_line)[2:4] == ["-I", "-S"]

@@ -20,6 +20,7 @@ LAYERS = {
     "tls": set(),
     "options": {"config"},
     "server": {"admission", "config", "metrics", "options", "tls"},
+    "workers": {"metrics", "options", "server", "tls"},
 }
 PURE = {"structs", "config", "selection", "mutation", "runtimeclass", "admission", "metrics"}
 IO_MODULES = {"socket", "ssl", "subprocess", "signal", "http", "os", "pathlib", "io"}

@@ -128,7 +128,7 @@ def test_fuzz_bodies(tmp_path: Path) -> None:
         assert server.health("/healthz")[0] == 200
         assert server.health("/readyz")[0] == 200
         _, text = server.health("/metrics")
-        assert metric(text, 'kube_lxcfs_injections_total{outcome="error"}') == 0
+        assert metric(text, 'kube_lxcfs_webhook_admissions_total{outcome="error"}') == 0
         assert statuses.get(200, 0) > 2000 and statuses.get(400, 0) > 2000, statuses
         assert statuses.get(413, 0) >= 10, statuses
         assert grown < RSS_SLACK_KIB, f"RSS grew {grown} KiB over {BODIES - 2000} requests"
@@ -397,7 +397,7 @@ def test_fuzz_raw_http(tmp_path: Path) -> None:
         assert server.health("/readyz")[0] == 200
         assert server.health("/healthz")[0] == 200
         _, text = server.health("/metrics")
-        assert metric(text, 'kube_lxcfs_injections_total{outcome="error"}') == 0
+        assert metric(text, 'kube_lxcfs_webhook_admissions_total{outcome="error"}') == 0
         assert not [line for line in text.splitlines() if 'code="5' in line and line[-2:] != " 0"]
         assert server.proc.poll() is None
         print(

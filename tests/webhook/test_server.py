@@ -13,16 +13,17 @@ from pathlib import Path
 import pytest
 
 from kube_lxcfs.webhook.admission import decode_patch
+from support.waiting import wait_for
 from webhook.pki import SERVICE_NAME, new_ca
 from webhook.podcheck import apply, as_version, assert_consistent, load
 from webhook.serverproc import WebhookProcess, raw_tls, running_webhook, start_webhook
 from webhook.test_command import SERVICE_LINKS
 
 METRIC_NAMES = (
-    "controller_runtime_webhook_requests_total",
-    "controller_runtime_webhook_latency_seconds",
-    "controller_runtime_webhook_requests_in_flight",
-    "kube_lxcfs_injections_total",
+    "kube_lxcfs_webhook_requests_total",
+    "kube_lxcfs_webhook_request_duration_seconds",
+    "kube_lxcfs_webhook_requests_in_flight",
+    "kube_lxcfs_webhook_admissions_total",
 )
 
 
@@ -149,21 +150,19 @@ def test_health_ready_and_metrics(server: WebhookProcess) -> None:
     _, text = server.health("/metrics")
     for name in METRIC_NAMES:
         assert f"# TYPE {name} " in text
-    ok = 'controller_runtime_webhook_requests_total{code="200",webhook="/mutate"}'
-    bad = 'controller_runtime_webhook_requests_total{code="400",webhook="/mutate"}'
-    count = 'controller_runtime_webhook_latency_seconds_count{webhook="/mutate"}'
-    injected = 'kube_lxcfs_injections_total{outcome="injected"}'
-    skipped = 'kube_lxcfs_injections_total{outcome="skipped"}'
+    ok = 'kube_lxcfs_webhook_requests_total{code="200"}'
+    bad = 'kube_lxcfs_webhook_requests_total{code="400"}'
+    count = "kube_lxcfs_webhook_request_duration_seconds_count"
+    injected = 'kube_lxcfs_webhook_admissions_total{outcome="injected"}'
+    skipped = 'kube_lxcfs_webhook_admissions_total{outcome="skipped"}'
     assert metric_value(text, ok) - metric_value(before, ok) == 2
     assert metric_value(text, bad) - metric_value(before, bad) == 1
     assert metric_value(text, count) - metric_value(before, count) == 3
     assert metric_value(text, injected) - metric_value(before, injected) == 1
     assert metric_value(text, skipped) - metric_value(before, skipped) == 1
     assert metric_value(text, 'kube_lxcfs_webhook_skips_total{reason="mirror-pod"}') >= 1
-    assert (
-        metric_value(text, 'controller_runtime_webhook_requests_in_flight{webhook="/mutate"}') == 0
-    )
-    inf = 'controller_runtime_webhook_latency_seconds_bucket{webhook="/mutate",le="+Inf"}'
+    assert metric_value(text, "kube_lxcfs_webhook_requests_in_flight") == 0
+    inf = 'kube_lxcfs_webhook_request_duration_seconds_bucket{le="+Inf"}'
     assert metric_value(text, inf) == metric_value(text, count)
     assert (
         metric_value(text, "kube_lxcfs_webhook_certificate_expiry_timestamp_seconds") > time.time()
@@ -178,7 +177,8 @@ def test_logs_are_json_lines(server: WebhookProcess) -> None:
 
 
 def test_tls_reload_without_dropping_the_listener(tmp_path: Path) -> None:
-    env = {"KUBE_LXCFS_WEBHOOK_TLS_RELOAD_INTERVAL": "0.05"}
+    """Every worker reloads: each counts its first load and the reload."""
+    env = {"KUBE_LXCFS_WEBHOOK_TLS_RELOAD_INTERVAL": "0.05", "KUBE_LXCFS_WEBHOOK_WORKERS": "2"}
     with running_webhook(tmp_path, env) as server:
         old_conn = server.connect()
         old_conn.admit(load("bare-pod.json"))
@@ -204,8 +204,10 @@ def test_tls_reload_without_dropping_the_listener(tmp_path: Path) -> None:
         with pytest.raises(ssl.SSLCertVerificationError):
             server.connect().admit(load("bare-pod.json"))
         server.wait_log("tls certificate reloaded")
-        _, text = server.health("/metrics")
-        assert metric_value(text, 'kube_lxcfs_webhook_tls_reloads_total{result="success"}') == 2
+        reloads = 'kube_lxcfs_webhook_tls_reloads_total{result="success"}'
+        wait_for(
+            lambda: metric_value(server.health("/metrics")[1], reloads) == 2 * 2, what="reloads"
+        )
 
 
 def test_half_written_certificate_keeps_the_old_one(tmp_path: Path) -> None:
@@ -362,7 +364,8 @@ def test_port_in_use_is_a_one_line_usage_error(tmp_path: Path) -> None:
 
 
 def test_connections_over_the_limit_are_refused_and_counted(tmp_path: Path) -> None:
-    with running_webhook(tmp_path, {"KUBE_LXCFS_WEBHOOK_MAX_CONNECTIONS": "2"}) as server:
+    env = {"KUBE_LXCFS_WEBHOOK_MAX_CONNECTIONS": "2", "KUBE_LXCFS_WEBHOOK_WORKERS": "1"}
+    with running_webhook(tmp_path, env) as server:  # the limit is per worker
         first, second = server.connect(), server.connect()
         first.admit(load("bare-pod.json"))
         second.admit(load("bare-pod.json"))  # both now open and idle
@@ -402,7 +405,11 @@ def test_stalled_clients_give_their_slots_back(tmp_path: Path) -> None:
     themselves within those bounds (docs/security.md)."""
     import socket
 
-    env = {"KUBE_LXCFS_WEBHOOK_MAX_CONNECTIONS": "3", "KUBE_LXCFS_WEBHOOK_IDLE_TIMEOUT": "1"}
+    env = {
+        "KUBE_LXCFS_WEBHOOK_MAX_CONNECTIONS": "3",
+        "KUBE_LXCFS_WEBHOOK_IDLE_TIMEOUT": "1",
+        "KUBE_LXCFS_WEBHOOK_WORKERS": "1",  # the limit is per worker
+    }
     with running_webhook(tmp_path, env) as server:
         silent = socket.create_connection(("127.0.0.1", server.port))  # no handshake, ever
         halves = [raw_tls(server.port, server.client_context()) for _ in range(2)]

@@ -24,7 +24,7 @@ def poll(condition, deadline: float = 10.0, what: str = "condition") -> None:  #
 def in_flight(server: WebhookProcess) -> float:
     _, text = server.health("/metrics")
     for line in text.splitlines():
-        if line.startswith("controller_runtime_webhook_requests_in_flight{"):
+        if line.startswith("kube_lxcfs_webhook_requests_in_flight"):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 

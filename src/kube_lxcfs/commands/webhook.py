@@ -24,6 +24,7 @@ from kube_lxcfs.commands._options import (
 
 if TYPE_CHECKING:
     from kube_lxcfs.deploy.selfprovision import Watcher
+    from kube_lxcfs.webhook.options import ServerOptions
 
 HELP = "Serve the mutating admission webhook that injects the virtual files into pods."
 
@@ -327,6 +328,16 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
     )
     _add(
         ops,
+        "--workers",
+        convert=positive_int,
+        default=None,
+        shown_default="the CPUs usable (affinity, cgroup CPU quota), at most 4",
+        metavar="N",
+        help="processes serving the HTTPS port; more than 1 adds a supervisor that restarts"
+        " them and sums their metrics",
+    )
+    _add(
+        ops,
         "--max-body-bytes",
         convert=positive_int,
         default=_server_default("max_body_bytes"),
@@ -339,7 +350,7 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         convert=positive_int,
         default=_server_default("max_connections"),
         metavar="N",
-        help="open HTTPS connections at most (one thread each); more are closed at once",
+        help="open HTTPS connections at most per worker (one thread each); more are closed at once",
     )
     _add(
         ops,
@@ -381,6 +392,7 @@ def run(args: argparse.Namespace) -> int:
     from kube_lxcfs.webhook.options import ServerOptions
     from kube_lxcfs.webhook.server import WebhookServer, serve_until_signalled
     from kube_lxcfs.webhook.tls import TlsLoadError
+    from kube_lxcfs.webhook.workers import default_workers
 
     env_errors = [value for value in vars(args).values() if isinstance(value, EnvError)]
     if env_errors:
@@ -425,6 +437,13 @@ def run(args: argparse.Namespace) -> int:
         inject=inject,
     )
     configure_logging(args)
+    workers = args.workers or default_workers()
+    if workers > 1:
+        try:
+            return _supervise(options, args, workers)
+        finally:
+            if watcher is not None:
+                watcher.stop()
     try:
         server = WebhookServer(options)
     except TlsLoadError as exc:
@@ -436,6 +455,25 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if watcher is not None:
             watcher.stop()
+
+
+def _supervise(options: ServerOptions, args: argparse.Namespace, workers: int) -> int:
+    """Serve with ``workers`` processes under one supervisor."""
+    from kube_lxcfs.webhook.tls import TlsLoadError
+    from kube_lxcfs.webhook.workers import Supervisor
+
+    try:
+        supervisor = Supervisor(
+            options,
+            workers,
+            log_level=args.log_level,
+            log_format=args.log_format,
+        )
+    except TlsLoadError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot listen on {args.address} ports {args.port}/{args.health_port}: {exc}")
+    return supervisor.run()
 
 
 def _self_provision(args: argparse.Namespace) -> Watcher:

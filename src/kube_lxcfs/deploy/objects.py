@@ -265,6 +265,7 @@ def _webhook_args() -> list[Any]:
         Fmt("--mount-dir=%s", Ref("mountDir")),
         Fmt("--files=%s", Join(",", Ref("injectedFiles"))),
         Fmt("--log-level=%s", Ref("webhook.logLevel")),
+        If(Truthy("webhook.workers"), Fmt("--workers=%s", Ref("webhook.workers"))),
         Fmt("--inject-mode=%s", Ref("injection.mode")),
         If(RUNTIME_CLASS_MODE, Fmt("--runtime-class-name=%s", Ref("runtimeClass.name"))),
         If(SELF_PROVISION, Fmt("--self-provision-secret=%s", Ref("webhook.tlsSecretName"))),

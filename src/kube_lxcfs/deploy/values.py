@@ -75,6 +75,9 @@ DEFAULTS: dict[str, Any] = {
         "port": WEBHOOK_PORT,
         "healthPort": HEALTH_PORT,
         "logLevel": "info",
+        # Processes serving admissions; 0: as many as the container's CPU limit (its cgroup
+        # quota) allows, or the node's CPUs without a limit, at most 4 (each ~30 MiB RSS).
+        "workers": 0,
         "extraArgs": [],
         "failurePolicy": "Ignore",
         "timeoutSeconds": 5,
@@ -183,6 +186,7 @@ SCHEMA: dict[str, Any] = {
                     "port": _PORT,
                     "healthPort": _PORT,
                     "logLevel": {"enum": ["debug", "info", "warning", "error"]},
+                    "workers": {"type": "integer", "minimum": 0, "maximum": 64},
                     "extraArgs": _ARGS,
                     "failurePolicy": {"enum": ["Ignore", "Fail"]},
                     "timeoutSeconds": {"type": "integer", "minimum": 1, "maximum": 30},

@@ -243,6 +243,28 @@ def record_generation(state_dir: str, mount_dir: str, dev: tuple[int, int]) -> N
     _forget_removed_mount_dirs(Path(state_dir))
 
 
+def forget_unused_generations(state_dir: str, mount_dir: str) -> bool:
+    """After the daemon unmounted: drop the generation record of ``mount_dir`` when no
+    mount namespace holds a mount of any recorded generation any more, so that an
+    uninstall leaves no state on the node. While a container still holds one, the record
+    stays: the next daemon's automatic repair only takes mounts it knows. True if dropped."""
+    known = known_generations(state_dir, mount_dir)
+    if known is None:
+        return False
+    for ns in scan.list_namespaces():
+        # FUSE mounts only: the kernel reuses the device numbers of ended connections for
+        # any new filesystem (tmpfs, overlay, another FUSE daemon).
+        held = [
+            m for m in _namespace_mounts(ns) or () if m.dev in known and m.fstype.startswith("fuse")
+        ]
+        if held:
+            log.info("generation record kept: %s holds %s", ns.label, held[0].mount_point)
+            return False
+    _generations_file(state_dir, mount_dir).unlink(missing_ok=True)
+    log.info("no container holds a mount of %s any more: generation record removed", mount_dir)
+    return True
+
+
 def _forget_removed_mount_dirs(state_dir: Path) -> None:
     """Drop the records of mount directories that no longer exist (temporary ones)."""
     for record in state_dir.glob("generations-*.json"):

@@ -23,7 +23,13 @@ from pathlib import Path
 
 from kube_lxcfs.defaults import STATE_DIR
 from kube_lxcfs.mountinfo import parse_mountinfo, topmost_at
-from kube_lxcfs.repair.engine import RepairError, RepairMetrics, detach, repair
+from kube_lxcfs.repair.engine import (
+    RepairError,
+    RepairMetrics,
+    detach,
+    forget_unused_generations,
+    repair,
+)
 from kube_lxcfs.repair.plan import STALE_ERRNOS
 
 log = logging.getLogger("kube_lxcfs.repair")
@@ -99,9 +105,15 @@ class RestartHandling:
         self._write_metrics()
 
     def after_serve(self, timeout: float = 30.0) -> None:
-        """The loop ended: let a running repair finish."""
+        """The loop ended: let a running repair finish, and forget the generations when no
+        container holds our mounts any more (after an uninstall)."""
         if self._repair_thread is not None:
             self._repair_thread.join(timeout)
+        if self.on_stop == "keep":  # a detach keeps records for the next start's reattach
+            try:
+                forget_unused_generations(self.state_dir, self.mount_dir)
+            except (OSError, RepairError) as exc:
+                log.warning("cannot check for unused generation records: %s", exc)
 
     # --- threads ------------------------------------------------------------------------
 

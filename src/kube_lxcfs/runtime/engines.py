@@ -38,7 +38,6 @@ from kube_lxcfs.runtime.install import (
     MIN_HOST_PYTHON,
     SetupReport,
     _write_if_changed,
-    host_python_version,
     launcher_script,
     zipapp_bytes,
 )
@@ -250,6 +249,26 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def python3_interpreter() -> tuple[tuple[int, int] | None, str]:
+    """(version, real executable) of the ``python3`` on PATH, or (None, "python3").
+
+    The launcher names the executable itself: dockerd's PATH is not the user's shell's, and a
+    version manager's ``python3`` shim costs ~300 ms per start here (pyenv), paid on each of
+    the several runtime calls per container."""
+    import subprocess
+
+    code = "import sys; print(*sys.version_info[:2], sys.executable)"
+    try:
+        out = subprocess.run(
+            ["python3", "-c", code], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None, "python3"
+    if len(out) != 3 or not out[2].startswith("/"):
+        return None, "python3"
+    return (int(out[0]), int(out[1])), out[2]
+
+
 def setup_engine(
     engine: Engine,
     *,
@@ -262,7 +281,11 @@ def setup_engine(
 ) -> SetupReport:
     """Install the wrapper under ``prefix`` and register it in ``config``."""
     report = SetupReport()
-    version = python_version or host_python_version(Path("/"))
+    interpreter = "python3"
+    if python_version is not None:
+        version: tuple[int, int] | None = python_version
+    else:
+        version, interpreter = python3_interpreter()
     if version is None or version < MIN_HOST_PYTHON:
         found = "no python3" if version is None else f"python3 {version[0]}.{version[1]}"
         report.fail(f"this machine has {found} on PATH; the wrapper needs python3 >= 3.10")
@@ -275,7 +298,7 @@ def setup_engine(
         report.fail(f"{config}: {exc}")
         return report
     src_root = src_root or Path(__file__).resolve().parents[2]
-    script = launcher_script(str(zipapp), env, installer=f"setup-{engine.name}")
+    script = launcher_script(str(zipapp), env, f"setup-{engine.name}", interpreter)
     for path, data, mode in (
         (zipapp, zipapp_bytes(src_root), 0o644),
         (launcher, script.encode(), 0o755),

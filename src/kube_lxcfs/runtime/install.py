@@ -120,14 +120,17 @@ def foreign_handler(text: str) -> bool:
 
 
 def launcher_script(
-    zipapp: str = ZIPAPP, env: Mapping[str, str] | None = None, installer: str = "setup-node"
+    zipapp: str = ZIPAPP,
+    env: Mapping[str, str] | None = None,
+    installer: str = "setup-node",
+    python: str = "python3",
 ) -> str:
     """The host's ``kube-lxcfs-runc``: the zipapp on the host's python3.
 
     ``-I -S``: the zipapp is stdlib-only, so neither the environment's PYTHON* variables nor
-    the site module (site-packages, .pth files) have a say; skipping site is most of a start
-    on a host with many packages (190 ms to 22 ms measured here), and a container runtime
-    calls the wrapper several times per container.
+    the site module (site-packages, .pth files) have a say, and a container runtime calls the
+    wrapper several times per container. ``python`` may name the interpreter's real path
+    (setup-docker does: a version manager's shim on the daemon's PATH costs a start of its own).
 
     ``env`` are wrapper settings (``KUBE_LXCFS_MOUNT_DIR`` ...) exported first: Docker and
     Podman name only a path for a runtime, so the launcher is where non-default settings go."""
@@ -137,7 +140,7 @@ def launcher_script(
         f"# kube-lxcfs runtime wrapper (installed by kube-lxcfs {installer}).\n"
         "# Edits create/run bundles, then execs the real runtime (see its docs).\n"
         f"{exports}"
-        f'exec python3 -I -S "{zipapp}" "$@"\n'
+        f'exec {shlex.quote(python)} -I -S "{zipapp}" "$@"\n'
     )
 
 

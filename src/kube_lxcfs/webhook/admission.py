@@ -34,7 +34,7 @@ from kube_lxcfs.webhook.structs import (
 
 
 class ReviewOutcome(StrEnum):
-    """What one review did: the ``outcome`` label of kube_lxcfs_injections_total."""
+    """What one review did: the ``outcome`` label of kube_lxcfs_webhook_admissions_total."""
 
     INJECTED = "injected"
     PARTIAL = "partial"

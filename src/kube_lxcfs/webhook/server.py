@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from kube_lxcfs.webhook.admission import BadReviewError, ReviewOutcome, ReviewResult, review
-from kube_lxcfs.webhook.metrics import WebhookMetrics
+from kube_lxcfs.webhook.metrics import CONTENT_TYPE, WebhookMetrics
 from kube_lxcfs.webhook.options import ServerOptions
 from kube_lxcfs.webhook.tls import ReloadingContext
 
@@ -38,11 +38,24 @@ class _DualStackServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, owner: WebhookServer, address: tuple[str, int], handler: type) -> None:
+    def __init__(
+        self,
+        owner: Any,
+        address: tuple[str, int],
+        handler: type,
+        listener: socket.socket | None = None,
+    ) -> None:
         self.owner = owner
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, handler)
+        if listener is None:
+            super().__init__(address, handler)
+            return
+        # A worker: serve the socket the supervisor listens on, shared by every worker.
+        super().__init__(address, handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = listener
+        self.server_address = listener.getsockname()
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:
@@ -56,8 +69,10 @@ class _HttpsServer(_DualStackServer):
 
     request_queue_size = 128
 
-    def __init__(self, owner: WebhookServer, address: tuple[str, int]) -> None:
-        super().__init__(owner, address, BaseHTTPRequestHandler)  # unused: finish_request
+    def __init__(
+        self, owner: WebhookServer, address: tuple[str, int], listener: socket.socket | None
+    ) -> None:
+        super().__init__(owner, address, BaseHTTPRequestHandler, listener)  # unused handler
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         owner = self.owner
@@ -183,16 +198,15 @@ class _AdmissionConnection:
             self._reply(404, {"message": message}, close=not keep)
             return keep and not self.owner.draining.is_set()
         metrics = self.owner.metrics
-        metrics.in_flight.inc(webhook=MUTATE_PATH)
+        metrics.in_flight.inc()
         started = time.perf_counter()
         code, payload, keep_alive = 500, {"message": "internal error"}, False
         try:
             code, payload, keep_alive = self._admit(headers, wants_more)
         finally:
             # Counted before the answer leaves, so a client that has its answer sees it counted.
-            metrics.in_flight.inc(-1, webhook=MUTATE_PATH)
-            metrics.latency.observe(time.perf_counter() - started, webhook=MUTATE_PATH)
-            metrics.requests.inc(code=str(code), webhook=MUTATE_PATH)
+            metrics.in_flight.dec()
+            metrics.request(code, time.perf_counter() - started)
             if payload is not None:
                 self._reply(code, payload, close=not keep_alive)
         return keep_alive and not self.owner.draining.is_set()
@@ -303,7 +317,7 @@ class _HealthHandler(BaseHTTPRequestHandler):
         super().send_error(code, message, explain)
 
     def do_GET(self) -> None:
-        owner: WebhookServer = self.server.owner  # type: ignore[attr-defined]
+        owner: HealthOwner = self.server.owner  # type: ignore[attr-defined]
         path = self.path.split("?", 1)[0]
         if path == "/healthz":
             self._send(200, b"ok\n", "text/plain; charset=utf-8")
@@ -313,7 +327,7 @@ class _HealthHandler(BaseHTTPRequestHandler):
             else:
                 self._send(503, b"not ready\n", "text/plain; charset=utf-8")
         elif path == "/metrics":
-            self._send(200, owner.metrics.registry.render(), owner.metrics.registry.CONTENT_TYPE)
+            self._send(200, owner.metrics.render(), CONTENT_TYPE)
         else:
             self._send(404, b"try /healthz, /readyz or /metrics\n", "text/plain; charset=utf-8")
 
@@ -325,16 +339,61 @@ class _HealthHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class _HealthServer(_DualStackServer):
-    def __init__(self, owner: WebhookServer, address: tuple[str, int]) -> None:
-        super().__init__(owner, address, _HealthHandler)
+def bind_listener(address: str, port: int) -> socket.socket:
+    """The HTTPS listening socket shared by the workers: non-blocking, so the workers that
+    lose the race for a new connection go back to waiting instead of blocking in accept()."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((address, port))
+        sock.listen(_HttpsServer.request_queue_size)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class HealthOwner(Protocol):
+    """What the health listener asks: a server, or the supervisor of several."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def metrics(self) -> _Renders: ...
+
+
+class _Renders(Protocol):
+    def render(self) -> bytes: ...
+
+
+class HealthServer(_DualStackServer):
+    """Plain HTTP: /healthz, /readyz and /metrics of ``owner``."""
+
+    def __init__(self, owner: HealthOwner, address: tuple[str, int]) -> None:
+        super().__init__(owner, address, _HealthHandler)  # type: ignore[arg-type]
 
 
 class WebhookServer:
     """Owns the HTTPS listener, the health listener, the TLS watcher and the metrics."""
 
-    def __init__(self, options: ServerOptions, metrics: WebhookMetrics | None = None) -> None:
+    def __init__(
+        self,
+        options: ServerOptions,
+        metrics: WebhookMetrics | None = None,
+        *,
+        listener: socket.socket | None = None,
+        worker: bool = False,
+    ) -> None:
+        """``worker``: one of several processes serving ``listener``; the supervisor serves
+        the health port and logs "serving"."""
         self.options = options
+        self.worker = worker
         self.metrics = metrics or WebhookMetrics()
         self.draining = threading.Event()
         self._stop_watch = threading.Event()
@@ -346,8 +405,10 @@ class WebhookServer:
         self.tls = ReloadingContext(
             options.cert_file, options.key_file, options.tls_min_version, self._on_tls_reload
         )
-        self._https = _HttpsServer(self, (options.address, options.port))
-        self._health = _HealthServer(self, (options.address, options.health_port))
+        self._https = _HttpsServer(self, (options.address, options.port), listener)
+        self._health = (
+            None if worker else HealthServer(self, (options.address, options.health_port))
+        )
 
     @property
     def port(self) -> int:
@@ -355,7 +416,7 @@ class WebhookServer:
 
     @property
     def health_port(self) -> int:
-        return int(self._health.server_address[1])
+        return 0 if self._health is None else int(self._health.server_address[1])
 
     @property
     def ready(self) -> bool:
@@ -364,7 +425,10 @@ class WebhookServer:
 
     def start(self) -> None:
         """Serve in background threads; returns at once."""
-        for name, server in (("https", self._https), ("health", self._health)):
+        servers = [("https", self._https)]
+        if self._health is not None:
+            servers.append(("health", self._health))
+        for name, server in servers:
             thread = threading.Thread(
                 target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=name, daemon=True
             )
@@ -372,6 +436,9 @@ class WebhookServer:
             self._threads.append(thread)
         self.tls.watch(self.options.tls_reload_interval, self._stop_watch)
         self._serving = True
+        if self.worker:
+            log.debug("worker serving", extra={"port": self.port})
+            return
         log.info(
             "serving",
             extra={
@@ -405,8 +472,9 @@ class WebhookServer:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RD)
         self._stop_watch.set()
-        self._health.shutdown()
-        self._health.server_close()
+        if self._health is not None:
+            self._health.shutdown()
+            self._health.server_close()
         self._serving = False
         log.info("stopped")
 
@@ -426,15 +494,12 @@ class WebhookServer:
         return True
 
     def _on_tls_reload(self, ok: bool, not_after: float | None) -> None:
-        self.metrics.tls_reloads.inc(result="success" if ok else "error")
-        if ok and not_after is not None:
-            self.metrics.cert_expiry.set(not_after)
+        self.metrics.tls_reload(ok, not_after)
 
     def record(self, result: ReviewResult) -> None:
         """Count and log one answered review."""
-        self.metrics.injections.inc(outcome=result.outcome)
-        if result.outcome is ReviewOutcome.SKIPPED:
-            self.metrics.skips.inc(reason=result.reason or "unknown")
+        skipped = result.outcome is ReviewOutcome.SKIPPED
+        self.metrics.admission(result.outcome, (result.reason or "unknown") if skipped else None)
         if result.error is not None:
             log.error(
                 "internal error; pod admitted without injection",
