@@ -1,10 +1,10 @@
 """A plain ``pip install kube-lxcfs`` (no extras): commands that need one say which, in one line.
 
 The commands run from a real virtual environment that holds only the project (editable, so
-this checkout's code) and its one base dependency, mfusepy: nothing of the ``webhook`` or
-``kubernetes`` extras. The environment is cached under /var/cache/kube-lxcfs/bare-venv
-(keyed by the interpreter, the checkout and pyproject.toml); building it the first time needs
-PyPI, like the rest of ``scripts/bootstrap.sh --test``.
+this checkout's code) and its base dependencies, mfusepy and prometheus-client: nothing of
+the ``webhook`` or ``kubernetes`` extras. The environment is cached under
+/var/cache/kube-lxcfs/bare-venv (keyed by the interpreter, the checkout and pyproject.toml);
+building it the first time needs PyPI, like the rest of ``scripts/bootstrap.sh --test``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,16 @@ CACHE_ROOT = Path(os.environ.get("KUBE_LXCFS_BARE_VENV_CACHE", "/var/cache/kube-
 
 def _cache_key() -> str:
     mfusepy = importlib.metadata.version("mfusepy")
+    prometheus = importlib.metadata.version("prometheus-client")
     text = "\n".join(
-        (sys.version, sys.base_prefix, str(REPO), mfusepy, (REPO / "pyproject.toml").read_text())
+        (
+            sys.version,
+            sys.base_prefix,
+            str(REPO),
+            mfusepy,
+            prometheus,
+            (REPO / "pyproject.toml").read_text(),
+        )
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -44,6 +52,8 @@ def _build(target: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
     pip = [str(target / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps"]
     subprocess.run([*pip, f"mfusepy=={importlib.metadata.version('mfusepy')}"], check=True)
+    version = importlib.metadata.version("prometheus-client")
+    subprocess.run([*pip, f"prometheus-client=={version}"], check=True)
     subprocess.run([*pip, "-e", str(REPO)], check=True)
     (target / "complete").touch()
 

@@ -14,6 +14,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from kube_lxcfs.cgroups.errors import CgroupUnavailable
 from kube_lxcfs.cgroups.hierarchy import Layout, cgroup_of, discover_layout
@@ -32,6 +33,21 @@ Entries = tuple[CgroupEntry, ...]
 
 MAX_CGROUP_DIRS = 4096
 """Remembered cgroup directories (for the identity check); past this, start afresh."""
+
+
+@dataclass(slots=True)
+class ReadNote:
+    """What one read did, for the metrics: rendered (not a cache hit), reader in the root cgroup."""
+
+    rendered: bool = False
+    root: bool = False
+
+
+@functools.lru_cache(maxsize=1024)
+def is_root_cgroup(text: str) -> bool:
+    """Whether /proc/<pid>/cgroup ``text`` puts the process in the root cgroup everywhere
+    (systemd's /init.scope counts as root, as the cgroup reader strips it)."""
+    return all(e.path in ("/", "/init.scope") for e in parse_proc_cgroup(text))
 
 
 class RenderContext:
@@ -105,20 +121,38 @@ class RenderContext:
         return self.processes.cgroups(self.processes.deciding_pid(pid, self.options.cgroup_of))
 
     def render_for_cgroup(
-        self, key: str, pid: int, render: Callable[[Entries, int], bytes], ttl: float
+        self,
+        key: str,
+        pid: int,
+        render: Callable[[Entries, int], bytes],
+        ttl: float,
+        note: ReadNote | None = None,
     ) -> bytes:
         """Render from the deciding process's cgroups, through the render cache.
 
         The /proc/<pid>/cgroup text is read on every request and is part of the key,
         so a reader that moved to another cgroup never gets the old cgroup's render.
+        ``note`` (for the metrics) learns whether this read rendered and whether the
+        reader is in the root cgroup.
         """
         text = self.processes.cgroup_text(self.processes.deciding_pid(pid, self.options.cgroup_of))
+        if note is not None:
+            note.root = is_root_cgroup(text)
         born = self._cgroup_identity(text)  # also when only limits are kept
         if not self.cache.policy.renders:
+            if note is not None:
+                note.rendered = True
             return render(parse_proc_cgroup(text), pid)
-        return self.cache.get(
-            (key, text, born), text, ttl, lambda: render(parse_proc_cgroup(text), pid)
-        )
+        if note is None:
+            return self.cache.get(
+                (key, text, born), text, ttl, lambda: render(parse_proc_cgroup(text), pid)
+            )
+
+        def counted() -> bytes:
+            note.rendered = True
+            return render(parse_proc_cgroup(text), pid)
+
+        return self.cache.get((key, text, born), text, ttl, counted)
 
     def _cgroup_identity(self, text: str) -> int:
         """The inode of the reader's cgroup directory: tells a cgroup from a new one at its path.

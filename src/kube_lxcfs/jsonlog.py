@@ -13,6 +13,8 @@ import sys
 from typing import Any, TextIO
 
 LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Attributes every LogRecord has; anything else came from ``extra=`` and is logged as a field.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -47,3 +49,23 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+def configure_stderr(level: str = "info", log_format: str = "text", *, keep: bool = False) -> None:
+    """Log to stderr at ``level``: JSON lines (``json``) or text lines (``text``).
+
+    With ``keep``, a process that already has handlers (a test harness) keeps them for text
+    logs and only gets the level.
+    """
+    if log_format == "json":
+        configure(level)
+        return
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level.upper(), format=TEXT_FORMAT, stream=sys.stderr)
+    elif keep:
+        root.setLevel(level.upper())
+    else:
+        for old in list(root.handlers):
+            root.removeHandler(old)
+        logging.basicConfig(level=level.upper(), format=TEXT_FORMAT, stream=sys.stderr)

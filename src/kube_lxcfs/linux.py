@@ -58,6 +58,9 @@ MOUNT_ATTR_NOEXEC = 0x8
 
 PR_SET_PDEATHSIG = 1
 
+M_ARENA_MAX = -8
+"""mallopt(3) parameter: how many malloc arenas glibc may create."""
+
 
 class _MountAttr(ctypes.Structure):
     _fields_ = (
@@ -147,6 +150,11 @@ def setns(fd: int, nstype: int = CLONE_NEWNS) -> None:
 def set_parent_death_signal(signum: int) -> None:
     """Get ``signum`` when the parent thread dies, even by SIGKILL (``PR_SET_PDEATHSIG``)."""
     check(_libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+
+
+def set_malloc_arena_max(arenas: int) -> bool:
+    """Cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``); False if glibc refused."""
+    return bool(_libc.mallopt(M_ARENA_MAX, arenas))
 
 
 def open_tree_clone(path: str) -> int:

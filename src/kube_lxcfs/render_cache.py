@@ -122,6 +122,11 @@ class RenderCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def slow_now(self) -> int:
+        """Cgroups currently answered from their last render (for the metrics; any thread)."""
+        now = self.clock()
+        return sum(1 for until in list(self._slow.values()) if until > now)
+
     def get(self, key: Hashable, group: Hashable, ttl: float, render: Render) -> bytes:
         """The render for ``key`` not older than ``ttl``; ``group`` is its cgroup (slowness)."""
         if not self.policy.renders:

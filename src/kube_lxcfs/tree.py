@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from kube_lxcfs.cgroups.errors import CgroupUnavailable
+from kube_lxcfs.cgroups.errors import CgroupError, CgroupUnavailable, ProcessGone
 from kube_lxcfs.cgroups.reader import StallFault
-from kube_lxcfs.context import RenderContext
+from kube_lxcfs.context import ReadNote, RenderContext
 from kube_lxcfs.files import (
     CPU_DIR,
     DIRECTORIES,
@@ -37,17 +37,43 @@ from kube_lxcfs.files import (
     Scope,
     VirtualFile,
 )
-from kube_lxcfs.render_cache import CachePolicy
+from kube_lxcfs.render_cache import CachePolicy, CgroupSlow
 from kube_lxcfs.sys_mirror import SysMirror, path_pattern
 from kube_lxcfs.sysinfo import sysinfo_values
 from kube_lxcfs.table import bound
-from kube_lxcfs.vfs import FsOptions, Node
+from kube_lxcfs.vfs import FsOptions, HostAnswerRefused, Node
 from kube_lxcfs.views.sysinfo import SysinfoValues
 
 log = logging.getLogger(__name__)
 
 DIR = Node("dir", 0o555)
 PROC_FILE = Node("file", 0o444)
+
+MIRROR_LABEL = CPU_DIR + "/*"
+"""The metrics' file label of every mirrored host file outside the table."""
+
+ON_RENDER_ERROR = ("host", "eio")
+"""``--on-render-error``: serve the host's file (lxcfs's behaviour) or fail the read."""
+
+
+ReadObserver = Callable[[str, str, "str | None", float, int], None]
+"""Called after every read (metrics): table path, outcome, host cause, render seconds, pid.
+
+Outcomes: ``rendered``, ``cache_hit``, ``host`` (the host's file: a host-scoped row, or a
+cause below), ``eio`` (a refused host answer).  Causes of a host answer: ``root_cgroup``,
+``vanished_process``, ``cgroup_error``, ``slow_cgroup``, ``bug``; ``None`` otherwise.
+Render seconds are 0.0 unless the read rendered."""
+
+
+def fault_cause(exc: BaseException) -> str:
+    """The metrics' cause of a render that failed with ``exc``."""
+    if isinstance(exc, CgroupSlow):
+        return "slow_cgroup"
+    if isinstance(exc, ProcessGone):
+        return "vanished_process"
+    if isinstance(exc, (CgroupError, OSError)):
+        return "cgroup_error"
+    return "bug"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +86,8 @@ class _Served:
     render: Callable[..., bytes]
     """The row's binding with the context and the row filled in (unused for ``HOST``)."""
     ttl: float
+    label: str
+    """The row's path in the table (``cpu{n}`` for per-CPU files): the metrics' file label."""
 
 
 class ProcTree:
@@ -92,7 +120,7 @@ class ProcTree:
             if f.option is not None and not getattr(options, f.option):
                 scope = Scope.HOST
             render = _host_only if scope is Scope.HOST else _bind(ctx, f)
-            served = _Served(f, scope, render, ttls.get(f.freshness, 0.0))
+            served = _Served(f, scope, render, ttls.get(f.freshness, 0.0), f.path)
             if "{n}" in f.path:
                 self._patterns.append((path_pattern(f.path), served))
             else:
@@ -109,6 +137,8 @@ class ProcTree:
         """Directories that exist only while one of their files does (/proc/pressure)."""
         self._logged: set[tuple[str, str]] = set()
         self._log_lock = threading.Lock()
+        self.observer: ReadObserver | None = None
+        """Told about every read (kube_lxcfs.fuse.metrics sets it); ``None``: no counting."""
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -142,20 +172,61 @@ class ProcTree:
         return [name for name in self._children.get(path, ()) if self._exists(prefix + name)]
 
     def read(self, path: str, pid: int) -> bytes:
-        """The content of ``path`` for process ``pid``; the host's on any fault."""
+        """The content of ``path`` for process ``pid``; the host's on any fault.
+
+        With ``on_render_error="eio"`` a fault raises :class:`HostAnswerRefused` instead.
+        """
+        observe = self.observer
+        if observe is None:
+            return self._read(path, pid, None)
+        note = _Note()
+        started = time.perf_counter()
+        try:
+            data = self._read(path, pid, note)
+        except HostAnswerRefused:
+            observe(note.label, "eio", note.cause, 0.0, pid)
+            raise
+        if note.cause is not None:
+            outcome = "host"
+        elif note.rendered:
+            outcome = "rendered"
+        elif note.scope is Scope.CGROUP:
+            outcome = "cache_hit"
+        else:
+            outcome = "host"
+        took = time.perf_counter() - started if outcome == "rendered" else 0.0
+        observe(note.label, outcome, note.cause, took, pid)
+        return data
+
+    def _read(self, path: str, pid: int, note: _Note | None) -> bytes:
         served = self._files.get(path)
         try:
             if served is None:
                 served = self._per_cpu(path)
                 if served is None:
+                    if note is not None:
+                        note.label = MIRROR_LABEL
                     return self.mirror.read(path)  # b"" for anything outside the mirror
+            if note is not None:
+                note.label = served.label
+                note.scope = served.scope
             if served.scope is Scope.CGROUP:
-                return self.context.render_for_cgroup(path, pid, served.render, served.ttl)
+                data = self.context.render_for_cgroup(path, pid, served.render, served.ttl, note)
+                if note is not None and note.root:
+                    note.cause = "root_cgroup"
+                return data
             if served.scope is Scope.PID_NAMESPACE:
+                if note is not None:
+                    note.rendered = True
                 return served.render(pid)
             return self.context.host_bytes(path)
         except Exception as exc:
             self._log_once(path, exc)
+            if note is not None:
+                note.cause = fault_cause(exc)
+                note.rendered = False
+            if self.options.on_render_error == "eio":
+                raise HostAnswerRefused(path) from exc
             return self.context.host_bytes(path)
 
     # --- sysinfo(2), for the seccomp listener of kube_lxcfs.runtime -----------------------
@@ -203,6 +274,18 @@ class ProcTree:
         log.warning("%s: serving the host's file: %s: %s", path, type(exc).__name__, exc)
 
 
+class _Note(ReadNote):
+    """A :class:`ReadNote` plus what the tree learns on the way (label, scope, host cause)."""
+
+    __slots__ = ("cause", "label", "scope")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label = ""
+        self.scope: Scope | None = None
+        self.cause: str | None = None
+
+
 def _bind(ctx: RenderContext, file: VirtualFile) -> Callable[..., bytes]:
     if file.render is None:
         raise ValueError(f"{file.path}: only a host-scoped row may have no renderer")
@@ -242,4 +325,4 @@ def build_tree(options: FsOptions) -> ProcTree:
     return ProcTree(options, cache=CachePolicy.from_env(), stall=StallFault.from_env())
 
 
-__all__ = ["CgroupUnavailable", "ProcTree", "build_tree"]
+__all__ = ["CgroupUnavailable", "HostAnswerRefused", "ProcTree", "build_tree"]

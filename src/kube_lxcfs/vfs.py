@@ -8,6 +8,7 @@ inside the mount, e.g. ``/proc/meminfo`` or ``/sys/devices/system/cpu/online``.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -69,6 +70,13 @@ class SysinfoSource(Protocol):
         ...
 
 
+class HostAnswerRefused(OSError):
+    """A render failed and ``on_render_error="eio"`` forbids the host's file: the read fails."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.EIO, f"{path}: render failed and --on-render-error=eio")
+
+
 @dataclass(frozen=True, slots=True)
 class FsOptions:
     """How the filesystem renders; set from ``kube-lxcfs fs`` flags.
@@ -84,6 +92,8 @@ class FsOptions:
     """Visible CPUs = min(cpuset, ceil(quota/period)) or just the cpuset."""
     cgroup_of: Literal["reader", "init"] = "reader"
     """Whose cgroup answers: the reading process's, or its pid-namespace init's (lxcfs)."""
+    on_render_error: Literal["host", "eio"] = "host"
+    """A failed render serves the host's file (lxcfs's behaviour) or fails the read (EIO)."""
     proc_root: str = "/proc"
     sys_root: str = "/sys"
     mountinfo: str = "/proc/self/mountinfo"

@@ -1,6 +1,6 @@
 """Session fixtures of the node tier: binaries, images, one running node, and its clients.
 
-One node serves the whole session (starting it costs ~15 s, the images' import included);
+One node serves the directory's tests (starting it costs ~50 s, the images' import included);
 tests isolate themselves with their own namespaces and remove what they install. The tier
 prints its timings at the end of the run: builds, node start, and each scenario.
 """
@@ -90,14 +90,16 @@ def node_images(request: pytest.FixtureRequest, node_binaries) -> images.NodeIma
     return built
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node(
     request: pytest.FixtureRequest,
     node_binaries: dict[str, Path],
     node_images: images.NodeImages,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Node]:
-    """The running node (control plane, containerd, kubelet), stopped after the session."""
+    """The running node (control plane, containerd, kubelet), stopped when the tests of
+    this directory are done (not at the end of the whole run: it holds ~700 MB, the
+    machine's node lock and the kubelet's sysctls)."""
     started = time.monotonic()
     running = Node(
         node_binaries,

@@ -26,3 +26,7 @@ class ParseError(CgroupError, ValueError):
 
 class CgroupUnavailable(CgroupError):
     """The pid or cgroup a read needs is gone, out of view, or has no hierarchy."""
+
+
+class ProcessGone(CgroupUnavailable):
+    """The reading process (or its namespace init) exited before its read was answered."""

@@ -13,7 +13,7 @@ import os
 import threading
 from typing import Literal
 
-from kube_lxcfs.cgroups.errors import CgroupUnavailable, ParseError
+from kube_lxcfs.cgroups.errors import CgroupUnavailable, ParseError, ProcessGone
 from kube_lxcfs.cgroups.parse import (
     CgroupEntry,
     parse_pid_stat_starttime,
@@ -43,7 +43,7 @@ class ProcessResolver:
         try:
             return read_text(self._path(pid, name))
         except (FileNotFoundError, ProcessLookupError) as exc:
-            raise CgroupUnavailable(f"process {pid} is gone") from exc
+            raise ProcessGone(f"process {pid} is gone") from exc
 
     def cgroups(self, pid: int) -> tuple[CgroupEntry, ...]:
         """The parsed /proc/<pid>/cgroup."""
@@ -53,7 +53,7 @@ class ProcessResolver:
         """The raw /proc/<pid>/cgroup (a cache key: equal text, equal cgroups)."""
         text = self._read(pid, "cgroup")
         if not text:
-            raise CgroupUnavailable(f"process {pid} has exited")
+            raise ProcessGone(f"process {pid} has exited")
         return text
 
     def pid_namespace(self, pid: int) -> str:
@@ -61,7 +61,7 @@ class ProcessResolver:
         try:
             return os.readlink(self._path(pid, "ns/pid"))
         except (FileNotFoundError, ProcessLookupError) as exc:
-            raise CgroupUnavailable(f"process {pid} is gone") from exc
+            raise ProcessGone(f"process {pid} is gone") from exc
 
     @property
     def host_namespace(self) -> str:

@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("text", "json")
-TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
+from kube_lxcfs.jsonlog import FORMATS as LOG_FORMATS
+from kube_lxcfs.jsonlog import LEVELS as LOG_LEVELS
+from kube_lxcfs.jsonlog import configure_stderr
 
 class CliParser(argparse.ArgumentParser):
     """argparse with one-line usage errors: ``kube-lxcfs CMD: message (see ... --help)``.
@@ -170,16 +169,10 @@ def configure_logging(args: argparse.Namespace) -> None:
     level = getattr(args, "log_level", None)
     if not isinstance(level, str) or level not in LOG_LEVELS:
         level = "debug" if getattr(args, "debug", False) else "info"
-    if getattr(args, "log_format", "text") == "json":
-        from kube_lxcfs import jsonlog
-
-        jsonlog.configure(level)
-        return
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=level.upper(), format=TEXT_LOG_FORMAT, stream=sys.stderr)
-    elif getattr(args, "log_level", None) or getattr(args, "debug", False):
-        root.setLevel(level.upper())
+    asked = bool(getattr(args, "log_level", None) or getattr(args, "debug", False))
+    if not asked and logging.getLogger().handlers:
+        return  # a harness's handlers and level stay
+    configure_stderr(level, getattr(args, "log_format", "text"), keep=True)
 
 
 # --- cluster commands (install, uninstall, doctor) --------------------------------------------

@@ -121,6 +121,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"{MOUNT_DIR}, none otherwise; '' disables)"
         ),
     )
+    parser.add_argument(
+        "--on-render-error",
+        choices=("host", "eio"),
+        default="host",
+        help=(
+            "when a container's file cannot be rendered (vanished process, cgroup error, slow "
+            "cgroup, bug): serve the host's file, as lxcfs does (default), or fail the read "
+            "with EIO; counted either way (kube_lxcfs_host_answers_total), logged once per cause"
+        ),
+    )
+    parser.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        type=_address,
+        default=None,
+        help=(
+            "serve /metrics (Prometheus), /healthz (the request loop answers) and /readyz "
+            "(mounted, renders the agent's own cgroup) over plain HTTP, e.g. 0.0.0.0:9110 or "
+            "[::1]:9110 (default: off)"
+        ),
+    )
+    parser.add_argument(
+        "--health-deadline",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        default=10.0,
+        help=(
+            "/healthz fails when the agent's own read through the mount has not been "
+            "answered for this long (default: %(default)s)"
+        ),
+    )
     add_restart_arguments(parser)
     add_logging_options(parser)
     parser.set_defaults(handler=run)
@@ -162,6 +193,25 @@ def add_restart_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _address(text: str) -> tuple[str, int]:
+    from kube_lxcfs.fuse.metrics import AddressError, parse_address
+
+    try:
+        return parse_address(text)
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def fs_options(args: argparse.Namespace) -> FsOptions:
     """The rendering options the flags ask for."""
     return FsOptions(
@@ -169,6 +219,7 @@ def fs_options(args: argparse.Namespace) -> FsOptions:
         loadavg=not args.disable_loadavg,
         cpu_view=args.cpu_view,
         cgroup_of=args.cgroup_of,
+        on_render_error=args.on_render_error,
     )
 
 
@@ -204,6 +255,9 @@ def run(args: argparse.Namespace) -> int:
         pidfile=args.pidfile,
         debug=args.debug,
         seccomp_socket=seccomp_socket(args),
+        metrics_address=args.metrics_address,
+        health_deadline=args.health_deadline,
+        repair_metrics=hooks.metrics,
     )
     try:
         return daemon.run()

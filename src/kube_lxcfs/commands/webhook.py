@@ -444,6 +444,9 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if watcher is not None:
                 watcher.stop()
+    from kube_lxcfs.webhook.workers import limit_malloc_arenas
+
+    limit_malloc_arenas()
     try:
         server = WebhookServer(options)
     except TlsLoadError as exc:

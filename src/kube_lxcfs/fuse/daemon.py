@@ -157,6 +157,7 @@ def serve(
     debug: bool = False,
     on_ready: Callable[[], None] | None = None,
     stop: StopSignals | None = None,
+    in_flight: Callable[[Callable[[], int]], None] | None = None,
 ) -> None:
     """Mount ``tree`` at ``mountpoint`` and serve it until a signal ends the loop.
 
@@ -173,6 +174,8 @@ def serve(
     )
     if stop is not None:
         stop.count_open_files(lambda: operations.open_count)
+    if in_flight is not None:
+        in_flight(lambda: operations.in_flight)
     try:
         mfusepy.FUSE(
             operations,
@@ -210,6 +213,12 @@ class Daemon:
     """Repair of containers after start, detach on stop (kube_lxcfs.repair.hook)."""
     seccomp_socket: Path | None = None
     """Where to answer wrapped containers' sysinfo(2) (see kube_lxcfs.runtime)."""
+    metrics_address: tuple[str, int] | None = None
+    """Where to serve /metrics, /healthz and /readyz (kube_lxcfs.fuse.metrics); none if None."""
+    health_deadline: float = 10.0
+    """Seconds without an answer to the agent's self-read before /healthz turns red."""
+    repair_metrics: Any = None
+    """The repair's counters to export (kube_lxcfs.repair.engine.RepairMetrics)."""
 
     def run(self) -> int:
         """Serve until a signal; 0 after a clean unmount."""
@@ -222,9 +231,13 @@ class Daemon:
         stop = StopSignals(mountpoint, hooks.before_stop if hooks is not None else None)
         stop.install()
 
+        observing = None
+
         def on_ready() -> None:
             log.info("serving %s", mountpoint)
             stop.loop_ready()
+            if observing is not None:
+                observing.watchdog.start()
             if hooks is not None:
                 hooks.on_ready()  # only starts threads: never holds the request loop
 
@@ -234,7 +247,10 @@ class Daemon:
             if isinstance(tree, Lifecycle):
                 tree.start()
             listener = self._start_seccomp_listener(tree)
+            server = None
             try:
+                if self.metrics_address is not None:
+                    observing, server = self._start_metrics(mountpoint, tree, listener)
                 log.info(
                     "mounting %s (pid %d, options %s)",
                     mountpoint,
@@ -248,9 +264,14 @@ class Daemon:
                     debug=self.debug,
                     on_ready=on_ready,
                     stop=stop,
+                    in_flight=observing.watch_operations if observing is not None else None,
                 )
             finally:
                 stop.restore()
+                if observing is not None:
+                    observing.watchdog.close()
+                if server is not None:
+                    server.close()
                 if hooks is not None:
                     hooks.after_serve()
                 if listener is not None:
@@ -259,6 +280,32 @@ class Daemon:
                     tree.close()
         log.info("unmounted %s, exiting", mountpoint)
         return 0
+
+    def _start_metrics(self, mountpoint: Path, tree: VirtualTree, listener: Any) -> Any:
+        """The metrics registry wired to the tree, listener and repair; its HTTP server started."""
+        from kube_lxcfs.fuse.metrics import AgentMetrics, MetricsServer, Watchdog
+
+        observing = AgentMetrics(Watchdog(mountpoint, self.health_deadline))
+        if hasattr(tree, "observer"):
+            tree.observer = observing.observe
+        context = getattr(tree, "context", None)
+        if context is not None:
+            observing.watch_slow_cgroups(context.cache.slow_now)
+        if listener is not None:
+            observing.watch_listener(listener.stats)
+        if self.repair_metrics is not None:
+            observing.watch_repair(self.repair_metrics)
+
+        def mounted() -> bool:
+            entry = mount_at(mountpoint)
+            return entry is not None and is_fuse(entry.fstype)
+
+        try:
+            server = MetricsServer(self.metrics_address, observing, mounted)
+        except KubeLxcfsError as exc:
+            raise DaemonError(str(exc)) from exc
+        server.start()
+        return observing, server
 
     def _start_seccomp_listener(self, tree: VirtualTree) -> Any:
         """Serve sysinfo(2) notifications on the socket, if one is configured."""

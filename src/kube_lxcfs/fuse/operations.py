@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kube_lxcfs.errors import KubeLxcfsError
-from kube_lxcfs.vfs import Node, VirtualTree
+from kube_lxcfs.vfs import HostAnswerRefused, Node, VirtualTree
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,8 @@ class TreeOperations:
         self._kept_bytes = 0
         self._handles = itertools.count(1)
         self._failed_paths: set[str] = set()
+        self.in_flight = 0
+        """Reads being rendered now (0 or 1 in the single-threaded loop; 1 for long = hung)."""
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -177,15 +179,25 @@ class TreeOperations:
 
     def _render(self, path: str) -> bytes:
         pid = self.caller_pid()
+        self.in_flight += 1
         try:
             return self.tree.read(path, pid)
+        except HostAnswerRefused:
+            raise FuseError(errno.EIO) from None  # --on-render-error=eio, logged by the tree
         except Exception:
-            # The tree promises host fallbacks; if it breaks that promise, fail this
-            # read only, log the first time per path, and keep serving everyone else.
-            if path not in self._failed_paths:
-                self._failed_paths.add(path)
-                log.exception("rendering %s for pid %d failed; answering EIO", path, pid)
-            raise FuseError(errno.EIO) from None
+            raise self._bug(path, pid) from None
+        finally:
+            self.in_flight -= 1
+
+    def _bug(self, path: str, pid: int) -> FuseError:
+        """EIO for a read whose tree broke its promise of a host fallback.
+
+        Fails this read only, logs the first time per path, and everyone else is served.
+        """
+        if path not in self._failed_paths:
+            self._failed_paths.add(path)
+            log.exception("rendering %s for pid %d failed; answering EIO", path, pid)
+        return FuseError(errno.EIO)
 
     def release(self, path: str, fh: int) -> int:
         """Forget the handle and its snapshot."""

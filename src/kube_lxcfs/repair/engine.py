@@ -167,6 +167,11 @@ class RepairMetrics:
         with self._lock:
             return self._counts[status]
 
+    def snapshot(self) -> tuple[dict[str, int], float]:
+        """The counts ("passes" and one per outcome) and the last pass's seconds."""
+        with self._lock:
+            return {"passes": 0, **self._counts}, self.last_pass_seconds
+
     def render(self) -> str:
         with self._lock:
             lines = [

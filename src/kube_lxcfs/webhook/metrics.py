@@ -33,7 +33,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class WebhookMetrics:
     """What a serving process counts; ``render()`` for a single process."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, expiry: bool = True) -> None:
+        """``expiry`` False: no certificate expiry gauge (a worker's supervisor has it)."""
         self.registry = registry or CollectorRegistry()
         reg = self.registry
         self._requests = Counter(
@@ -79,12 +80,7 @@ class WebhookMetrics:
             ("result",),
             registry=reg,
         )
-        self.cert_expiry = Gauge(
-            "kube_lxcfs_webhook_certificate_expiry_timestamp_seconds",
-            "Expiry (Unix time) of the serving certificate in use (the earliest of the workers).",
-            registry=reg,
-            multiprocess_mode="livemin",
-        )
+        self.cert_expiry = certificate_expiry(reg) if expiry else None
         self._children: dict[tuple[str, str], object] = {}
 
     def _child(self, family: Counter, key: str) -> Counter:
@@ -105,8 +101,16 @@ class WebhookMetrics:
 
     def tls_reload(self, ok: bool, not_after: float | None) -> None:
         self._child(self._tls_reloads, "success" if ok else "error").inc()
-        if ok and not_after is not None:
+        if ok and not_after is not None and self.cert_expiry is not None:
             self.cert_expiry.set(not_after)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def certificate_expiry(registry: CollectorRegistry) -> Gauge:
+    return Gauge(
+        "kube_lxcfs_webhook_certificate_expiry_timestamp_seconds",
+        "Expiry (Unix time) of the serving certificate in the --tls-cert file.",
+        registry=registry,
+    )

@@ -74,6 +74,11 @@ class _HttpsServer(_DualStackServer):
     ) -> None:
         super().__init__(owner, address, BaseHTTPRequestHandler, listener)  # unused handler
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        if self.owner.balance is not None:
+            self.owner.balance.wait_turn()
+        return self.socket.accept()
+
     def finish_request(self, request: Any, client_address: Any) -> None:
         owner = self.owner
         try:
@@ -358,6 +363,14 @@ def bind_listener(address: str, port: int) -> socket.socket:
     return sock
 
 
+class AcceptBalance(Protocol):
+    """How workers sharing one listening socket take turns accepting (see workers.py)."""
+
+    def wait_turn(self) -> None: ...
+
+    def set_open(self, count: int) -> None: ...
+
+
 class HealthOwner(Protocol):
     """What the health listener asks: a server, or the supervisor of several."""
 
@@ -389,12 +402,14 @@ class WebhookServer:
         *,
         listener: socket.socket | None = None,
         worker: bool = False,
+        balance: AcceptBalance | None = None,
     ) -> None:
         """``worker``: one of several processes serving ``listener``; the supervisor serves
         the health port and logs "serving"."""
         self.options = options
         self.worker = worker
-        self.metrics = metrics or WebhookMetrics()
+        self.balance = balance
+        self.metrics = metrics or WebhookMetrics(expiry=not worker)
         self.draining = threading.Event()
         self._stop_watch = threading.Event()
         self._connections: set[ssl.SSLSocket] = set()
@@ -403,7 +418,11 @@ class WebhookServer:
         self._serving = False
         self._threads: list[threading.Thread] = []
         self.tls = ReloadingContext(
-            options.cert_file, options.key_file, options.tls_min_version, self._on_tls_reload
+            options.cert_file,
+            options.key_file,
+            options.tls_min_version,
+            self._on_tls_reload,
+            track_expiry=not worker,
         )
         self._https = _HttpsServer(self, (options.address, options.port), listener)
         self._health = (
@@ -491,6 +510,8 @@ class WebhookServer:
                 return False
             else:
                 self._connections.add(conn)
+            if self.balance is not None:
+                self.balance.set_open(len(self._connections))
         return True
 
     def _on_tls_reload(self, ok: bool, not_after: float | None) -> None:

@@ -16,7 +16,6 @@ passes, then every worker drains its in-flight requests (--shutdown-grace) and e
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import math
@@ -36,7 +35,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, multiprocess
 
-from kube_lxcfs.webhook.metrics import MULTIPROC_ENV
+from kube_lxcfs import linux
+from kube_lxcfs.jsonlog import configure_stderr
+from kube_lxcfs.webhook.metrics import MULTIPROC_ENV, certificate_expiry
 from kube_lxcfs.webhook.options import ServerOptions
 
 log = logging.getLogger("kube_lxcfs.webhook")
@@ -102,6 +103,7 @@ class SupervisorMetrics:
             "Worker processes serving now.",
             registry=self.registry,
         )
+        self.cert_expiry = certificate_expiry(self.registry)
         self.restarts = Counter(
             "kube_lxcfs_webhook_worker_restarts",
             "Worker processes that ended unexpectedly and were replaced.",
@@ -119,6 +121,50 @@ class SupervisorMetrics:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+SLOT_GONE = 1 << 62
+"""The open-connection count written into the slot of a worker that ended."""
+TURN_WAIT = 0.001
+TURN_TRIES = 20
+"""A worker with more connections than another waits at most this long (20 x 1 ms) for it to
+accept a new connection before accepting it itself (the other may be busy or stopped)."""
+
+
+class ConnectionSlots:
+    """Every worker's count of open connections, in one small shared file (a slot each).
+
+    With one shared listening socket the worker that happens to be on a CPU when connections
+    arrive accepts them all; the API server's few long-lived keep-alive connections would then
+    load one worker and leave the others idle. So a worker that holds more connections than
+    another waits a moment before accepting, and the other takes the connection.
+    """
+
+    def __init__(self, path: Path, count: int, slot: int | None = None) -> None:
+        import mmap
+
+        if slot is None:
+            path.write_bytes(bytes(8 * count))
+        self._file = path.open("r+b")
+        self._map = mmap.mmap(self._file.fileno(), 8 * count)
+        self._counts = memoryview(self._map).cast("q")
+        self.slot = slot
+
+    def set_open(self, count: int) -> None:
+        assert self.slot is not None
+        self._counts[self.slot] = count
+
+    def set_gone(self, slot: int) -> None:
+        self._counts[slot] = SLOT_GONE
+
+    def wait_turn(self) -> None:
+        """Return once no other worker has fewer open connections (or after a short wait)."""
+        assert self.slot is not None
+        counts, mine = self._counts, self.slot
+        for _ in range(TURN_TRIES):
+            if counts[mine] <= min(counts[i] for i in range(len(counts)) if i != mine):
+                return
+            time.sleep(TURN_WAIT)
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
     """What a worker process reads on its stdin (pickled)."""
@@ -128,6 +174,9 @@ class WorkerSpec:
     ready_fd: int
     log_level: str
     log_format: str
+    slot: int
+    workers: int
+    slots_file: Path
 
 
 @dataclass
@@ -146,9 +195,8 @@ class Supervisor:
         self, options: ServerOptions, workers: int, *, log_level: str, log_format: str
     ) -> None:
         from kube_lxcfs.webhook.server import HealthServer, bind_listener
-        from kube_lxcfs.webhook.tls import build_server_context
+        from kube_lxcfs.webhook.tls import ReloadingContext
 
-        build_server_context(options.cert_file, options.key_file, options.tls_min_version)
         self.options = options
         self.count = workers
         self._log = (log_level, log_format)
@@ -160,6 +208,11 @@ class Supervisor:
         self._all_started = False
         self._directory = _metrics_directory()
         self.metrics = SupervisorMetrics(self._directory)
+        self._slots_file = self._directory / "connections.slots"
+        self._slots = ConnectionSlots(self._slots_file, workers) if workers > 1 else None
+        self._tls = ReloadingContext(
+            options.cert_file, options.key_file, options.tls_min_version, self._on_tls_load
+        )  # the workers load their own; this one checks the files and reports the expiry
         try:
             self._listener = bind_listener(options.address, options.port)
             self._health = HealthServer(self, (options.address, options.health_port))
@@ -184,6 +237,10 @@ class Supervisor:
         with self._lock:
             return any(w.serving and w.proc.poll() is None for w in self._workers.values())
 
+    def _on_tls_load(self, ok: bool, not_after: float | None) -> None:
+        if ok and not_after is not None:
+            self.metrics.cert_expiry.set(not_after)
+
     def worker_pids(self) -> list[int]:
         with self._lock:
             return [w.proc.pid for w in self._workers.values()]
@@ -200,6 +257,9 @@ class Supervisor:
             ready_fd=ready_write,
             log_level=self._log[0],
             log_format=self._log[1],
+            slot=slot,
+            workers=self.count,
+            slots_file=self._slots_file,
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "kube_lxcfs.webhook.workers"],
@@ -243,6 +303,8 @@ class Supervisor:
                 self._selector.unregister(worker.ready_read)
                 os.close(worker.ready_read)
             self.metrics.worker_gone(worker.proc.pid)
+            if self._slots is not None:
+                self._slots.set_gone(worker.slot)
             self._update_gauge()
             if self.draining.is_set():
                 continue
@@ -272,6 +334,7 @@ class Supervisor:
             for slot in range(self.count):
                 self._spawn(slot)
             health.start()
+            self._tls.watch(self.options.tls_reload_interval, self._stop)
             announced = False
             while not self._stop.is_set():
                 for key, _ in self._selector.select(timeout=0.2):
@@ -345,27 +408,38 @@ def _metrics_directory() -> Path:
     return Path(tempfile.mkdtemp(prefix="kube-lxcfs-webhook-metrics-", dir=where))
 
 
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """At most two glibc malloc arenas instead of up to 8 per CPU, so memory freed by one
+    connection thread is reused by the others rather than kept per thread."""
+    with contextlib.suppress(OSError, AttributeError):
+        linux.set_malloc_arena_max(MALLOC_ARENAS)
+
+
 def _die_with_parent() -> None:
     """Ask the kernel for SIGTERM when the supervisor dies (no orphaned workers)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    with contextlib.suppress(OSError):
+        linux.set_parent_death_signal(signal.SIGTERM)
 
 
 def worker_main() -> int:
     """A worker process: read the spec, serve the inherited socket until SIGTERM."""
     spec: WorkerSpec = pickle.loads(sys.stdin.buffer.read())
     _die_with_parent()
+    limit_malloc_arenas()
     if os.getppid() == 1:
         return 1  # the supervisor died before we armed the signal
-    from kube_lxcfs.commands._options import configure_logging
     from kube_lxcfs.webhook.server import WebhookServer, serve_until_signalled
 
-    configure_logging(argparse.Namespace(log_level=spec.log_level, log_format=spec.log_format))
+    configure_stderr(spec.log_level, spec.log_format)
     listener = socket.socket(fileno=spec.listen_fd)
-    server = WebhookServer(spec.options, listener=listener, worker=True)
+    balance = None
+    if spec.workers > 1:
+        balance = ConnectionSlots(spec.slots_file, spec.workers, spec.slot)
+        balance.set_open(0)
+    server = WebhookServer(spec.options, listener=listener, worker=True, balance=balance)
 
     def announce(_server: WebhookServer) -> None:
         os.write(spec.ready_fd, READY_BYTE)

@@ -1,0 +1,193 @@
+"""The node agent's /metrics, /healthz, /readyz and --on-render-error, through a real mount.
+
+A real ``kube-lxcfs fs --metrics-address`` daemon, readers in real transient cgroups; a
+render failure and a hung request loop are forced with the daemon's own fault
+injection (``KUBE_LXCFS_FAULT_STALL``: every cgroup lookup of a matching cgroup sleeps).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, unique_name
+from kube_lxcfs.fuse.metrics import parse_address
+from support.fsdaemons import RunningFs, start_kube_lxcfs
+from support.readers import read_files
+from support.waiting import wait_for
+
+DEADLINE = 1.5
+"""The daemon's --health-deadline in these tests."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def sample(port: int, name: str, **labels: str) -> float:
+    """One sample's value from /metrics (0 when the series does not exist yet)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, text = get(port, "/metrics")
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return 0.0
+
+
+def start_agent(tmp_path: Path, monkeypatch, *args: str, stall: str = "") -> tuple[RunningFs, int]:
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        pytest.skip("needs root and /dev/fuse")
+    if stall:
+        monkeypatch.setenv("KUBE_LXCFS_FAULT_STALL", stall)
+    port = free_port()
+    fs = start_kube_lxcfs(
+        tmp_path / "mnt",
+        "--no-repair",
+        "--metrics-address",
+        f"127.0.0.1:{port}",
+        "--health-deadline",
+        str(DEADLINE),
+        *args,
+    )
+    monkeypatch.delenv("KUBE_LXCFS_FAULT_STALL", raising=False)
+    return fs, port
+
+
+@pytest.fixture
+def agent(tmp_path: Path, monkeypatch):
+    started: list[RunningFs] = []
+
+    def start(*args: str, stall: str = "") -> tuple[RunningFs, int]:
+        fs, port = start_agent(tmp_path / str(len(started)), monkeypatch, *args, stall=stall)
+        started.append(fs)
+        return fs, port
+
+    yield start
+    for fs in started:
+        fs.stop()
+
+
+def test_reads_are_counted_by_file_and_outcome(agent) -> None:
+    fs, port = agent()
+    meminfo = str(fs.path("proc/meminfo"))
+    with create_cgroup(unique_name(), Limits(memory=64 * MiB)) as cg:
+        before = sample(port, "kube_lxcfs_reads_total", file="/proc/meminfo", outcome="rendered")
+        text = read_files([meminfo, fs.path("sys/devices/system/cpu/cpu0/online")], cgroup=cg)
+        assert "MemTotal:          65536 kB" in text[meminfo]
+        after = sample(port, "kube_lxcfs_reads_total", file="/proc/meminfo", outcome="rendered")
+        assert after >= before + 1
+        assert (
+            sample(
+                port,
+                "kube_lxcfs_reads_total",
+                file="/sys/devices/system/cpu/cpu{n}/online",
+                outcome="rendered",
+            )
+            >= 1
+        ), "per-CPU files are counted under their row, not per CPU"
+        assert sample(port, "kube_lxcfs_render_duration_seconds_count", file="/proc/meminfo") >= 1
+    read_files([meminfo], root_cgroup=True)
+    assert sample(port, "kube_lxcfs_host_answers_total", cause="root_cgroup") >= 1
+    _, text = get(port, "/metrics")
+    for name in (
+        "kube_lxcfs_build_info",
+        "process_resident_memory_bytes",
+        "kube_lxcfs_fuse_requests_in_flight",
+        "kube_lxcfs_slow_cgroups",
+        "kube_lxcfs_repair_passes_total",
+    ):
+        assert name in text, name
+    assert "pid=" not in text and "cgroup=" not in text
+
+
+def _slow_cgroup_read(fs: RunningFs, name: str) -> dict[str, str]:
+    """Read meminfo (renders inline for the stall: the cgroup turns slow), then cpuinfo
+    (no recent render of a slow cgroup: the host's file, or EIO) in one process."""
+    with create_cgroup(name, Limits(memory=64 * MiB)) as cg:
+        return read_files([fs.path("proc/meminfo"), fs.path("proc/cpuinfo")], cgroup=cg)
+
+
+def test_a_failed_render_is_a_counted_host_answer(agent) -> None:
+    name = unique_name() + "-stalled"
+    fs, port = agent(stall="-stalled=1500")
+    texts = _slow_cgroup_read(fs, name)
+    assert texts[str(fs.path("proc/cpuinfo"))].startswith("processor")
+    wait_for(
+        lambda: (
+            sample(port, "kube_lxcfs_host_answers_total", file="/proc/cpuinfo", cause="slow_cgroup")
+            >= 1
+        ),
+        timeout=10,
+        what="the host answer counted",
+    )
+    assert sample(port, "kube_lxcfs_reads_total", file="/proc/cpuinfo", outcome="host") >= 1
+    assert fs.log().count("serving the host's file: CgroupSlow") == 1
+
+
+def test_on_render_error_eio_fails_the_read_and_counts_it(agent) -> None:
+    name = unique_name() + "-stalled"
+    fs, port = agent("--on-render-error=eio", stall="-stalled=1500")
+    texts = _slow_cgroup_read(fs, name)
+    assert texts[str(fs.path("proc/cpuinfo"))] == "ERROR 5"
+    assert texts[str(fs.path("proc/meminfo"))].startswith("MemTotal:")
+    assert sample(port, "kube_lxcfs_reads_total", file="/proc/cpuinfo", outcome="eio") >= 1
+    assert sample(port, "kube_lxcfs_host_answers_total", cause="slow_cgroup") >= 1
+
+
+def test_a_hung_request_loop_turns_healthz_red_and_green_again(agent) -> None:
+    name = unique_name() + "-hung"
+    fs, port = agent(stall=f"-hung={int(DEADLINE * 4000)}")
+    wait_for(lambda: get(port, "/readyz")[0] == 200, timeout=10, what="/readyz ok")
+    assert get(port, "/healthz")[0] == 200
+    with create_cgroup(name, Limits(memory=64 * MiB)) as cg:
+        reader = cg.popen([sys.executable, "-c", f"open({str(fs.path('proc/meminfo'))!r}).read()"])
+        # the loop renders the stalled cgroup inline for 4 deadlines: /healthz must see it
+        _, why = wait_for(
+            lambda: (r := get(port, "/healthz"))[0] == 503 and r,
+            timeout=DEADLINE * 3,
+            what="/healthz red while the loop is held",
+        )
+        assert "has not answered" in why
+        assert sample(port, "kube_lxcfs_fuse_requests_in_flight") == 1
+        assert sample(port, "kube_lxcfs_loop_healthy") == 0
+        assert reader.wait(timeout=30) == 0
+    wait_for(lambda: get(port, "/healthz")[0] == 200, timeout=DEADLINE * 3, what="green again")
+    wait_for(lambda: get(port, "/readyz")[0] == 200, timeout=DEADLINE * 3, what="ready again")
+
+
+def test_bad_metrics_address_is_a_one_line_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "kube_lxcfs", "fs", "--metrics-address", "nope", "/nonexistent"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "expected HOST:PORT" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0.0.0.0:9110", ("0.0.0.0", 9110)), ("[::1]:80", ("::1", 80)), (":1", ("0.0.0.0", 1))],
+)
+def test_parse_address(text: str, expected: tuple[str, int]) -> None:
+    assert parse_address(text) == expected
