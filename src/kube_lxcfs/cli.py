@@ -21,7 +21,6 @@ from kube_lxcfs.commands._options import CliParser, configure_logging
 # which extra to add (tests/test_missing_extras.py checks this table against pyproject.toml).
 EXTRA_MODULES = {
     "cryptography": ("cryptography", "webhook"),
-    "prometheus_client": ("prometheus-client", "webhook"),
     "kubernetes": ("kubernetes", "kubernetes"),
     "yaml": ("PyYAML", "kubernetes"),
     "jsonschema": ("jsonschema", "kubernetes"),

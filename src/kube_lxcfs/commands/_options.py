@@ -18,6 +18,7 @@ from kube_lxcfs.jsonlog import FORMATS as LOG_FORMATS
 from kube_lxcfs.jsonlog import LEVELS as LOG_LEVELS
 from kube_lxcfs.jsonlog import configure_stderr
 
+
 class CliParser(argparse.ArgumentParser):
     """argparse with one-line usage errors: ``kube-lxcfs CMD: message (see ... --help)``.
 
