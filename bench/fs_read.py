@@ -142,9 +142,10 @@ def lxcfs_target() -> contextlib.AbstractContextManager[Target]:
 
 
 def kube_lxcfs_target(
-    stall: str | None = None, *, cache: bool = True
+    stall: str | None = None, *, cache: bool = True, metrics: bool = False
 ) -> contextlib.AbstractContextManager[Target]:
-    """Our daemon; ``cache=False`` renders every read (no render cache: KUBE_LXCFS_CACHE=off)."""
+    """Our daemon; ``cache=False`` renders every read (no render cache: KUBE_LXCFS_CACHE=off);
+    ``metrics=True`` counts every read (``--metrics-address``, on a free loopback port)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO / "src")
     env.pop("KUBE_LXCFS_FAULT_STALL", None)
@@ -155,6 +156,9 @@ def kube_lxcfs_target(
         env["KUBE_LXCFS_CACHE"] = "off"
     name = "kube-lxcfs" if cache else "kube-lxcfs (no render cache)"
     argv = [sys.executable, "-m", "kube_lxcfs", "fs", "--no-repair", "--state-dir", "{dir}/state"]
+    if metrics:
+        name += " (metrics on)"
+        argv += ["--metrics-address", "127.0.0.1:0"]
     return daemon(name, [*argv, "{mnt}"], env)
 
 
@@ -358,8 +362,13 @@ def run(quick: bool, targets: Sequence[str]) -> list[Row]:
             if "kube-lxcfs-nocache" in targets
             else None
         )
-        chosen = [t for t in (raw, lx, kl, nocache) if t is not None]
-        for daemon_target in (lx, kl, nocache):
+        counted = (
+            stack.enter_context(kube_lxcfs_target(metrics=True))
+            if "kube-lxcfs-metrics" in targets
+            else None
+        )
+        chosen = [t for t in (raw, lx, kl, counted, nocache) if t is not None]
+        for daemon_target in (lx, kl, counted, nocache):
             if daemon_target is not None:
                 check_virtual(daemon_target, main_cg, limits)
         for file in files:
@@ -379,7 +388,7 @@ def run(quick: bool, targets: Sequence[str]) -> list[Row]:
                         print_row(row)
         rows += scale_rows(
             reader,
-            daemons=[t for t in (lx, kl, nocache) if t is not None],
+            daemons=[t for t in (lx, kl, counted, nocache) if t is not None],
             prefix=prefix,
             limits=limits,
             counts=scale_counts,
@@ -500,10 +509,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument(
         "--targets",
-        default="raw,lxcfs,kube-lxcfs,kube-lxcfs-nocache",
+        default="raw,lxcfs,kube-lxcfs,kube-lxcfs-metrics,kube-lxcfs-nocache",
         help=(
-            "comma-separated subset of raw,lxcfs,kube-lxcfs,kube-lxcfs-nocache (default: all; "
-            "kube-lxcfs-nocache: our daemon with KUBE_LXCFS_CACHE=off, every read renders)"
+            "comma-separated subset of raw,lxcfs,kube-lxcfs,kube-lxcfs-metrics,"
+            "kube-lxcfs-nocache (default: all; kube-lxcfs-metrics: our daemon with "
+            "--metrics-address, every read counted; kube-lxcfs-nocache: our daemon with "
+            "KUBE_LXCFS_CACHE=off, every read renders)"
         ),
     )
     args = parser.parse_args(argv)

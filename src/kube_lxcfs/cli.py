@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from kube_lxcfs import __version__
 from kube_lxcfs.commands import SUBCOMMANDS
-from kube_lxcfs.commands._options import configure_logging
+from kube_lxcfs.commands._options import CliParser, configure_logging
 
 # The optional extras of pyproject.toml, by the top-level module each package installs:
 # module -> (distribution, extra). A command imports them only where it needs them, so a
@@ -20,7 +21,6 @@ from kube_lxcfs.commands._options import configure_logging
 # which extra to add (tests/test_missing_extras.py checks this table against pyproject.toml).
 EXTRA_MODULES = {
     "cryptography": ("cryptography", "webhook"),
-    "prometheus_client": ("prometheus-client", "webhook"),
     "kubernetes": ("kubernetes", "kubernetes"),
     "yaml": ("PyYAML", "kubernetes"),
     "jsonschema": ("jsonschema", "kubernetes"),
@@ -29,7 +29,7 @@ EXTRA_MODULES = {
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser; every subcommand registers itself."""
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="kube-lxcfs",
         description=(
             "Container-accurate /proc: a FUSE filesystem that renders /proc and "
@@ -75,7 +75,7 @@ def _dispatch(argv: list[str]) -> int:
     ``runtime``) gets its arguments untouched, since they follow another
     program's grammar; only its ``--help`` goes through argparse.
     """
-    if argv and argv[0] in SUBCOMMANDS and argv[1:2] not in (["-h"], ["--help"]):
+    if argv[1:] and argv[0] in SUBCOMMANDS and argv[1:2] not in (["-h"], ["--help"]):
         module = importlib.import_module(f"kube_lxcfs.commands.{argv[0].replace('-', '_')}")
         run_raw = getattr(module, "run_raw", None)
         if run_raw is not None:
@@ -89,10 +89,17 @@ def _dispatch(argv: list[str]) -> int:
     configure_logging(args)
     try:
         return int(handler(args) or 0)
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:
         return 1
+    except OSError as exc:
+        # A path the user named that cannot be used (a directory where a file must be, not
+        # creatable): bad input, one line. Any other OSError is a failure, also one line.
+        named = exc.filename is not None and os.fsdecode(exc.filename) in argv
+        where = f"{os.fsdecode(exc.filename)}: " if exc.filename is not None else ""
+        print(f"kube-lxcfs {argv[0]}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2 if named else 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -168,4 +168,5 @@ def test_cli_secret_yaml_is_a_valid_tls_secret() -> None:
 def test_cli_usage_errors_exit_2(args: list[str]) -> None:
     proc = _cli(*args)
     assert proc.returncode == 2
-    assert "usage" in proc.stderr
+    assert proc.stderr.startswith("kube-lxcfs certs: ") and len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.rstrip().endswith("(see kube-lxcfs certs --help)")

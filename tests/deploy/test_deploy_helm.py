@@ -30,7 +30,13 @@ KUBE = ["--kube-version", "1.31.0"]
 VARIANTS = {
     "defaults": [],
     "cert-manager": ["certManager.enabled=true"],
-    "monitoring": ["serviceMonitor.enabled=true", "serviceMonitor.labels.release=prom"],
+    "monitoring": [
+        "serviceMonitor.enabled=true",
+        "serviceMonitor.labels.release=prom",
+        "podMonitor.enabled=true",
+        "podMonitor.labels.release=prom",
+    ],
+    "agent-without-metrics": ["nodeAgent.metrics.enabled=false"],
     "no-namespace-no-opt-in": [
         "createNamespace=false",
         "webhook.podOptIn=false",

@@ -22,8 +22,10 @@ VARIANTS = {
     "defaults": [],
     "cert-manager": ["certManager.enabled=true"],
     **RUNTIME_CLASS_VARIANTS,
+    "agent-without-metrics": ["nodeAgent.metrics.enabled=false"],
     "monitoring+fail+no-opt-in": [
         "serviceMonitor.enabled=true",
+        "podMonitor.enabled=true",
         "webhook.failurePolicy=Fail",
         "webhook.podOptIn=false",
         "createNamespace=false",
@@ -108,7 +110,13 @@ def test_node_agent_daemonset() -> None:
     (container,) = pod["containers"]
     assert pod["hostPID"] is True
     assert container["securityContext"]["privileged"] is True
-    assert container["command"] + container["args"] == ["kube-lxcfs", "fs", "/var/lib/lxcfs"]
+    assert container["command"] + container["args"] == [
+        "kube-lxcfs",
+        "fs",
+        "--metrics-address=0.0.0.0:9110",
+        "--health-deadline=10",
+        "/var/lib/lxcfs",
+    ]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert volumes["fuse"]["hostPath"] == {"path": "/dev/fuse", "type": "CharDevice"}
@@ -124,8 +132,11 @@ def test_node_agent_daemonset() -> None:
     assert pod["tolerations"] == [{"operator": "Exists"}]
     assert pod["priorityClassName"] == "system-node-critical"
     assert ds["spec"]["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
-    assert container["readinessProbe"]["exec"]["command"] == ["cat", "/var/lib/lxcfs/proc/meminfo"]
-    assert "livenessProbe" not in container  # a restart would break every injected pod
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9110, "protocol": "TCP"}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    # Deliberately a liveness probe now: a hung request loop blocks every pod's reads, and the
+    # restarted agent repairs the running pods' bind mounts (docs/operations.md).
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert container["resources"]["requests"]
     assert ds["spec"]["template"]["metadata"]["annotations"] == {"kube-lxcfs.io/inject": "false"}
 
@@ -290,6 +301,23 @@ def test_cert_manager_variant() -> None:
     assert volume["secret"]["secretName"] == serving["spec"]["secretName"]
 
 
+def test_agent_without_metrics_has_no_liveness_probe() -> None:
+    ds = _kinds(render(resolve(sets=["nodeAgent.metrics.enabled=false"])))["DaemonSet"]
+    container = ds["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["/var/lib/lxcfs"]
+    assert "ports" not in container
+    assert container["readinessProbe"]["exec"]["command"] == ["cat", "/var/lib/lxcfs/proc/meminfo"]
+    assert "livenessProbe" not in container  # nothing tells a hung loop from a busy one
+
+
+def test_pod_monitor_variant() -> None:
+    assert "PodMonitor" not in _kinds(render(resolve()))
+    objects = _kinds(render(resolve(sets=["podMonitor.enabled=true"])))
+    monitor = objects["PodMonitor"]
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["selector"] == objects["DaemonSet"]["spec"]["selector"]
+
+
 def test_service_monitor_variant() -> None:
     objects = _kinds(render(resolve(sets=["serviceMonitor.enabled=true"])))
     monitor = objects["ServiceMonitor"]
@@ -313,7 +341,7 @@ def test_values_flow_into_the_objects() -> None:
         )
     )
     ds_container = objects["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]
-    assert ds_container["args"] == ["/run/lxcfs", "--disable-loadavg"]
+    assert ds_container["args"][-2:] == ["/run/lxcfs", "--disable-loadavg"]
     wh_args = objects["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--mount-dir=/run/lxcfs" in wh_args
     assert "--files=proc/meminfo,proc/cpuinfo" in wh_args

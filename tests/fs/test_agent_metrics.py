@@ -3,17 +3,23 @@
 A real ``kube-lxcfs fs --metrics-address`` daemon, readers in real transient cgroups; a
 render failure and a hung request loop are forced with the daemon's own fault
 injection (``KUBE_LXCFS_FAULT_STALL``: every cgroup lookup of a matching cgroup sleeps).
+The last test scrapes the agent with a real Prometheus (Debian's ``prometheus``,
+deps/apt/metrics.txt) on loopback, with its own storage directory, and asks PromQL.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -191,3 +197,127 @@ def test_bad_metrics_address_is_a_one_line_error() -> None:
 )
 def test_parse_address(text: str, expected: tuple[str, int]) -> None:
     assert parse_address(text) == expected
+
+
+PROMETHEUS = "/usr/bin/prometheus"
+
+
+def query(port: int, promql: str) -> list[dict]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        body = json.load(answer)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def value(port: int, promql: str) -> float:
+    result = query(port, promql)
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path):
+    """Factory: a Prometheus scraping ``targets`` every second; stopped at teardown."""
+    if shutil.which(PROMETHEUS) is None:
+        pytest.skip("Debian's prometheus is not installed (deps/apt/metrics.txt)")
+    started: list[subprocess.Popen] = []
+
+    def start(targets: dict[str, str]) -> int:
+        port = free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            json.dumps(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "scrape_configs": [
+                        {"job_name": job, "static_configs": [{"targets": [target]}]}
+                        for job, target in targets.items()
+                    ],
+                }
+            )
+        )
+        log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - the child owns it
+        process = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        started.append(process)
+
+        def up() -> bool:
+            if process.poll() is not None:
+                raise AssertionError((tmp_path / "prometheus.log").read_text()[-3000:])
+            try:
+                return value(port, "sum(up)") == len(targets)
+            except OSError:
+                return False
+
+        wait_for(up, timeout=60, what="prometheus up and scraping every target")
+        return port
+
+    yield start
+    for process in started:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_prometheus_sees_reads_by_file_host_answers_and_admissions(
+    agent, prometheus, tmp_path: Path
+) -> None:
+    from webhook.serverproc import running_webhook
+
+    fs, agent_port = agent(stall="-stalled=1500")
+    (tmp_path / "webhook").mkdir()
+    with running_webhook(tmp_path / "webhook") as webhook:
+        _prometheus_round(fs, agent_port, webhook, prometheus)
+
+
+def _prometheus_round(fs: RunningFs, agent_port: int, webhook: Any, prometheus: Any) -> None:
+    from webhook.podcheck import load
+
+    prom = prometheus(
+        {
+            "kube-lxcfs-agent": f"127.0.0.1:{agent_port}",
+            "kube-lxcfs-webhook": f"127.0.0.1:{webhook.health_port}",
+        }
+    )
+    webhook.connect().admit(load("bare-pod.json"))
+    assert get(agent_port, "/healthz")[0] == 200
+    with create_cgroup(unique_name() + "-stalled", Limits(memory=64 * MiB)) as cg:
+        texts = read_files([fs.path("proc/meminfo"), fs.path("proc/cpuinfo")], cgroup=cg)
+    assert texts[str(fs.path("proc/cpuinfo"))].startswith("processor")
+
+    wait_for(
+        lambda: (
+            value(
+                prom,
+                'sum(kube_lxcfs_host_answers_total{file="/proc/cpuinfo",cause="slow_cgroup"})',
+            )
+            >= 1
+        ),
+        timeout=30,
+        what="the host answer in prometheus",
+    )
+    by_file = {
+        r["metric"]["file"]: float(r["value"][1])
+        for r in query(prom, 'sum by (file) (kube_lxcfs_reads_total{outcome="rendered"})')
+    }
+    assert by_file.get("/proc/meminfo", 0) >= 1, by_file
+    assert value(prom, 'kube_lxcfs_build_info{job="kube-lxcfs-agent"}') == 1
+    assert value(prom, 'process_resident_memory_bytes{job="kube-lxcfs-agent"}') > 0
+    wait_for(
+        lambda: value(prom, "sum(kube_lxcfs_webhook_admissions_total)") >= 1,
+        timeout=30,
+        what="the webhook's admission in prometheus",
+    )

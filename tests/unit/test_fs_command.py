@@ -64,4 +64,5 @@ def test_bad_usage_exits_2(argv: tuple[str, ...], capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit) as exc:
         _parse(*argv)
     assert exc.value.code == 2
-    assert "usage" in capsys.readouterr().err
+    err = capsys.readouterr().err  # one line: kube-lxcfs fs: what is wrong (see ... --help)
+    assert err.startswith("kube-lxcfs fs: ") and len(err.splitlines()) == 1, err

@@ -128,9 +128,13 @@ class ServiceConnection(http.client.HTTPSConnection):
 
 
 def start_webhook(
-    tmp: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+    tmp: Path,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    prefix: list[str] | None = None,
 ) -> WebhookProcess:
-    """Start the webhook configured through env vars (as a pod spec would) on free ports."""
+    """Start the webhook configured through env vars (as a pod spec would) on free ports;
+    ``prefix``: a command that runs it (e.g. unshare)."""
     ca = new_ca()
     cert_file, key_file = tmp / "tls.crt", tmp / "tls.key"
     ca.issue(cert_file, key_file, [SERVICE_NAME])
@@ -147,7 +151,7 @@ def start_webhook(
     )
     full_env.update(env or {})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kube_lxcfs", "webhook", *(args or [])],
+        [*(prefix or []), sys.executable, "-m", "kube_lxcfs", "webhook", *(args or [])],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

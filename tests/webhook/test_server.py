@@ -197,17 +197,17 @@ def test_tls_reload_without_dropping_the_listener(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "new certificate never served"
             finally:
                 conn.close()
+        # Every worker has reloaded (each counts its first load and the reload) ...
+        reloads = 'kube_lxcfs_webhook_tls_reloads_total{result="success"}'
+        wait_for(lambda: metric_value(server.health("/metrics")[1], reloads) == 4, what="reloads")
+        # ... so no new connection presents the old certificate any more.
+        for _ in range(4):
+            with pytest.raises(ssl.SSLCertVerificationError):
+                server.connect().admit(load("bare-pod.json"))
         # The connection opened before the rotation keeps working on the same socket.
         old_conn.admit(load("bare-pod.json"))
         assert old_conn.connects == 1
-        # New connections no longer present the old certificate.
-        with pytest.raises(ssl.SSLCertVerificationError):
-            server.connect().admit(load("bare-pod.json"))
         server.wait_log("tls certificate reloaded")
-        reloads = 'kube_lxcfs_webhook_tls_reloads_total{result="success"}'
-        wait_for(
-            lambda: metric_value(server.health("/metrics")[1], reloads) == 2 * 2, what="reloads"
-        )
 
 
 def test_half_written_certificate_keeps_the_old_one(tmp_path: Path) -> None:

@@ -126,3 +126,18 @@ def test_one_worker_is_one_process_as_before(tmp_path: Path) -> None:
         assert admit_on_new_connection(server) == 200
         assert metric(server, OK) == 1
         assert "kube_lxcfs_webhook_workers" not in server.health("/metrics")[1]
+
+
+def test_a_supervisor_that_is_pid_1_keeps_its_workers(tmp_path: Path) -> None:
+    """In a container the supervisor is PID 1 of its PID namespace: its workers serve."""
+    unshare = ["unshare", "--pid", "--fork", "--kill-child=SIGTERM"]
+    server = start_webhook(tmp_path, WORKERS, prefix=unshare)
+    try:
+        assert admit_on_new_connection(server) == 200
+        assert metric(server, "kube_lxcfs_webhook_workers") == 2
+        assert server.health("/readyz") == (200, "ok\n")
+        (supervisor,) = children(server.proc.pid)  # unshare's child: PID 1 inside
+        os.kill(supervisor, signal.SIGTERM)
+        assert server.proc.wait(timeout=30) == 0
+    finally:
+        server.terminate()

@@ -11,23 +11,82 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
+from typing import NoReturn
 
 from kube_lxcfs.jsonlog import FORMATS as LOG_FORMATS
 from kube_lxcfs.jsonlog import LEVELS as LOG_LEVELS
 from kube_lxcfs.jsonlog import configure_stderr
 
+
+class CliParser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``kube-lxcfs CMD: message (see ... --help)``.
+
+    The root parser of ``kube-lxcfs`` is one, so every subcommand's parser is too.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+        """Also refuse text values that are not UTF-8 or empty.
+
+        Paths are exempt: ``type=path`` ones may be any bytes (never empty), and ``PATH``
+        ones (sockets) may be ``''`` where their help says what that means.
+        """
+        parsed, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(parsed, action.dest, None)
+            if action.type is path or action.metavar == "PATH" or not action.option_strings:
+                continue
+            for text in value if isinstance(value, list) else [value]:
+                if not isinstance(text, str) or text == action.default:
+                    continue
+                name = "/".join(action.option_strings)
+                if not text:
+                    self.error(f"argument {name}: an empty value")
+                if not is_utf8(text):
+                    self.error(f"argument {name}: {text!r} is not UTF-8 text")
+        return parsed, extras
+
+
+def is_utf8(text: str) -> bool:
+    """False for text that came from bytes that are not UTF-8 (argv's surrogate escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # --- value types (argparse ``type=``; they raise ArgumentTypeError with a one-line reason) ---
 
 
+def path(text: str) -> Path:
+    """A filesystem path; an empty one is refused (``Path("")`` would be the current directory)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
+MAX_INT = 2**31 - 1
+"""The largest count or size any option takes (more is a typo, and overflows C ints)."""
+
+
 def positive_int(text: str) -> int:
-    """An integer above 0."""
+    """An integer above 0 (and at most :data:`MAX_INT`)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if value > MAX_INT:
+        raise argparse.ArgumentTypeError(f"too large: {text[:20]!r} (at most {MAX_INT})")
     return value
+
+
+MAX_SECONDS = 366 * 86400.0
 
 
 def seconds(text: str) -> float:
@@ -38,6 +97,8 @@ def seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"seconds must not be negative: {text!r}")
+    if value > MAX_SECONDS:  # also refuses inf
+        raise argparse.ArgumentTypeError(f"too many seconds: {text[:20]!r} (at most a year)")
     return value
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from kube_lxcfs.commands._options import positive_int
+from kube_lxcfs.commands._options import path, positive_int
 
 HELP = "Generate a CA and serving certificate for the webhook."
 DESCRIPTION = (
@@ -32,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--namespace", default="lxcfs", help="namespace of the webhook Service")
     parser.add_argument("--service", default="kube-lxcfs-webhook", help="webhook Service name")
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out-dir", type=Path, help="write ca.crt, tls.crt, tls.key here")
+    where.add_argument("--out-dir", type=path, help="write ca.crt, tls.crt, tls.key here")
     where.add_argument(
         "--secret-yaml", action="store_true", help="print a kubernetes.io/tls Secret as YAML"
     )
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     except FileExistsError as exc:
         print(f"kube-lxcfs certs: {exc} exists (use --force to overwrite)", file=sys.stderr)
         return 1
-    for path in written:
-        print(f"wrote {path}", file=sys.stderr)
+    for written_path in written:
+        print(f"wrote {written_path}", file=sys.stderr)
     print(ca_bundle_b64(bundle))
     return 0

@@ -21,7 +21,7 @@ DESCRIPTION = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``doctor`` subcommand."""
-    from kube_lxcfs.commands._options import add_cluster_options
+    from kube_lxcfs.commands._options import add_cluster_options, path
     from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET
     from kube_lxcfs.deploy.values import DEFAULT_FILES, DEFAULT_NAMESPACE
 
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
     parser.add_argument(
         "--engine-config",
-        type=Path,
+        type=path,
         metavar="FILE",
         help="the engine's config file (--docker: /etc/docker/daemon.json; --podman: "
         "/etc/containers/containers.conf.d/99-kube-lxcfs.conf)",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from kube_lxcfs.commands._options import add_logging_options
+from kube_lxcfs.commands._options import add_logging_options, path
 from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET, STATE_DIR
 from kube_lxcfs.files_text import names_in
 from kube_lxcfs.vfs import FsOptions
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("mountpoint", metavar="MOUNTPOINT", type=Path, help="where to mount")
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT", type=path, help="where to mount")
     parser.add_argument(
         "-f",
         "--foreground",
@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "-p",
         "--pidfile",
-        type=Path,
+        type=path,
         metavar="FILE",
         help="write and lock FILE with the daemon's pid; a second daemon with it refuses to start",
     )

@@ -43,4 +43,8 @@ def run(args: argparse.Namespace) -> int:
     argv = list(args.runc_args)
     if argv[:1] == ["--"]:
         argv = argv[1:]
+    if not argv:
+        from kube_lxcfs.commands._options import fail
+
+        return fail("runtime", "RUNC_ARGS missing: runc's command line, e.g. run -b BUNDLE ID")
     return run_wrapper(argv)

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from kube_lxcfs.commands._options import path
 from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET
 
 SUMMARY = {
@@ -74,14 +75,14 @@ def add_engine_parser(subparsers: argparse._SubParsersAction, engine_name: str) 
     )
     parser.add_argument(
         "--config",
-        type=Path,
+        type=path,
         default=Path(engine.default_config),
         metavar="FILE",
         help="the config file to edit (default: %(default)s)",
     )
     parser.add_argument(
         "--prefix",
-        type=Path,
+        type=path,
         default=Path(DEFAULT_PREFIX),
         metavar="DIR",
         help="where the wrapper goes: DIR/bin/kube-lxcfs-runc (default: %(default)s)",

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from kube_lxcfs.commands._options import add_dry_run_option, add_logging_options
+from kube_lxcfs.commands._options import add_dry_run_option, add_logging_options, path
 from kube_lxcfs.runtime.install import CONTAINERD_CONFIG, CRIO_DROPIN, HANDLER, LAUNCHER
 
 HELP = "Install the runtime wrapper on this node and register the RuntimeClass handler."
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--host-root",
-        type=Path,
+        type=path,
         default=Path(os.environ.get("KUBE_LXCFS_HOST_ROOT", "/")),
         help="where the node's root filesystem is mounted (env KUBE_LXCFS_HOST_ROOT; default /)",
     )

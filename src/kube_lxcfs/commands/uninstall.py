@@ -20,7 +20,11 @@ DESCRIPTION = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``uninstall`` subcommand."""
-    from kube_lxcfs.commands._options import add_cluster_options, add_dry_run_option
+    from kube_lxcfs.commands._options import (
+        add_cluster_options,
+        add_dry_run_option,
+        positive_seconds,
+    )
     from kube_lxcfs.commands._values import add_value_options
 
     parser = subparsers.add_parser("uninstall", help=HELP, description=DESCRIPTION)
@@ -32,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=300.0,
         metavar="SECONDS",
         help="how long --wait waits (default: %(default)s)",

@@ -167,21 +167,46 @@ def rbac() -> list[Any]:
 def daemonset() -> dict[str, Any]:
     """The node agent: the FUSE filesystem on every node, propagated to the host."""
     mount_dir = Ref("mountDir")
+    metrics = Truthy("nodeAgent.metrics.enabled")
+    probe_timing = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
     container = {
         "name": "fs",
         "image": _image("nodeAgent"),
         "imagePullPolicy": Ref("nodeAgent.image.pullPolicy"),
         "command": ["kube-lxcfs", "fs"],
-        "args": [mount_dir, Splice(Ref("nodeAgent.extraArgs"))],
+        "args": [
+            If(metrics, Fmt("--metrics-address=0.0.0.0:%s", Ref("nodeAgent.metrics.port"))),
+            If(
+                metrics,
+                Fmt("--health-deadline=%s", Ref("nodeAgent.metrics.healthDeadlineSeconds")),
+            ),
+            mount_dir,
+            Splice(Ref("nodeAgent.extraArgs")),
+        ],
         "securityContext": {"privileged": True, "readOnlyRootFilesystem": True},
         "resources": Ref("nodeAgent.resources"),
-        # Ready when the filesystem answers: a stale or missing mount fails the read.
-        "readinessProbe": {
-            "exec": {"command": ["cat", Fmt("%s/proc/meminfo", mount_dir)]},
-            "periodSeconds": 10,
-            "timeoutSeconds": 5,
-            "failureThreshold": 3,
-        },
+        "ports": If(
+            metrics,
+            [
+                {
+                    "name": "metrics",
+                    "containerPort": Ref("nodeAgent.metrics.port"),
+                    "protocol": "TCP",
+                }
+            ],
+        ),
+        # Ready when the filesystem is mounted and renders the agent's own cgroup (without
+        # metrics: when a read through the mount answers).
+        "readinessProbe": If(
+            metrics,
+            {"httpGet": {"path": "/readyz", "port": "metrics"}, **probe_timing},
+            {"exec": {"command": ["cat", Fmt("%s/proc/meminfo", mount_dir)]}, **probe_timing},
+        ),
+        # Restarted when the request loop hangs (every pod's reads block): the new agent
+        # mounts afresh and repairs the running pods' bind mounts (docs/operations.md).
+        "livenessProbe": If(
+            metrics, {"httpGet": {"path": "/healthz", "port": "metrics"}, **probe_timing}
+        ),
         "volumeMounts": [
             {"name": "fuse", "mountPath": "/dev/fuse"},
             {"name": "cgroup", "mountPath": "/sys/fs/cgroup", "readOnly": True},
@@ -587,6 +612,30 @@ def service_monitor() -> Any:
     )
 
 
+def pod_monitor() -> Any:
+    """Prometheus Operator scrape config for the node agents' /metrics (optional)."""
+    return If(
+        Truthy("podMonitor.enabled"),
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": meta(AGENT, "node-agent", labels=Ref("podMonitor.labels")),
+            "spec": {
+                "selector": {"matchLabels": selector("node-agent")},
+                "namespaceSelector": {"matchNames": [NS]},
+                "podMetricsEndpoints": [
+                    {
+                        "port": "metrics",
+                        "path": "/metrics",
+                        "scheme": "http",
+                        "interval": Ref("podMonitor.interval"),
+                    }
+                ],
+            },
+        },
+    )
+
+
 # (template file name, object tree) in apply order: namespace first, webhook
 # configuration last, so the webhook exists before the API server routes to it.
 def templates() -> list[tuple[str, Any]]:
@@ -612,6 +661,7 @@ def templates() -> list[tuple[str, Any]]:
         ("deployment.yaml", deployment()),
         ("poddisruptionbudget.yaml", pod_disruption_budget()),
         ("servicemonitor.yaml", service_monitor()),
+        ("podmonitor.yaml", pod_monitor()),
         ("mutatingwebhookconfiguration.yaml", mutating_webhook_configuration()),
     ]
 

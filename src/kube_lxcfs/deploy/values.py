@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
         "priorityClassName": "system-node-critical",
         "maxUnavailable": 1,
         "maxSurge": 0,
+        # /metrics, /healthz (livenessProbe) and /readyz (readinessProbe) on the port named
+        # metrics; off: no liveness probe, readiness by reading a file through the mount.
+        "metrics": {"enabled": True, "port": 9110, "healthDeadlineSeconds": 10},
     },
     "webhook": {
         "replicaCount": 2,
@@ -98,6 +101,7 @@ DEFAULTS: dict[str, Any] = {
     "serviceAccount": {"create": True, "annotations": {}},
     "certManager": {"enabled": False},
     "serviceMonitor": {"enabled": False, "interval": "30s", "labels": {}},
+    "podMonitor": {"enabled": False, "interval": "30s", "labels": {}},
 }
 
 _STRING = {"type": "string"}
@@ -177,6 +181,13 @@ SCHEMA: dict[str, Any] = {
                     "priorityClassName": _STRING,
                     "maxUnavailable": {"type": ["integer", "string"]},
                     "maxSurge": {"type": ["integer", "string"]},
+                    "metrics": _obj(
+                        {
+                            "enabled": {"type": "boolean"},
+                            "port": _PORT,
+                            "healthDeadlineSeconds": {"type": "integer", "minimum": 1},
+                        }
+                    ),
                 }
             ),
             "webhook": _obj(
@@ -205,6 +216,13 @@ SCHEMA: dict[str, Any] = {
             "serviceAccount": _obj({"create": {"type": "boolean"}, "annotations": _STRING_MAP}),
             "certManager": _obj({"enabled": {"type": "boolean"}}),
             "serviceMonitor": _obj(
+                {
+                    "enabled": {"type": "boolean"},
+                    "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                    "labels": _STRING_MAP,
+                }
+            ),
+            "podMonitor": _obj(
                 {
                     "enabled": {"type": "boolean"},
                     "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},

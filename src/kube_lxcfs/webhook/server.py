@@ -166,6 +166,8 @@ class _AdmissionConnection:
         self.linger = False  # a request body was left unread when we closed
 
     def serve(self) -> None:
+        # Once per connection: settimeout is a syscall, and nothing changes it between requests.
+        self.sock.settimeout(self.owner.options.idle_timeout)
         try:
             while self._one_request():
                 pass
@@ -174,7 +176,6 @@ class _AdmissionConnection:
 
     def _one_request(self) -> bool:
         """Serve one request; False when the connection must close."""
-        self.sock.settimeout(self.owner.options.idle_timeout)
         line = self.rfile.readline(MAX_LINE + 1)
         if not line:
             return False  # the client closed an idle connection

@@ -177,6 +177,7 @@ class WorkerSpec:
     slot: int
     workers: int
     slots_file: Path
+    supervisor_pid: int
 
 
 @dataclass
@@ -260,6 +261,7 @@ class Supervisor:
             slot=slot,
             workers=self.count,
             slots_file=self._slots_file,
+            supervisor_pid=os.getpid(),
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "kube_lxcfs.webhook.workers"],
@@ -429,7 +431,7 @@ def worker_main() -> int:
     spec: WorkerSpec = pickle.loads(sys.stdin.buffer.read())
     _die_with_parent()
     limit_malloc_arenas()
-    if os.getppid() == 1:
+    if os.getppid() != spec.supervisor_pid:  # (the supervisor may be PID 1 in a container)
         return 1  # the supervisor died before we armed the signal
     from kube_lxcfs.webhook.server import WebhookServer, serve_until_signalled
 
