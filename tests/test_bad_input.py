@@ -40,6 +40,10 @@ CASES: dict[str, tuple[list[str], str]] = {
     "fs non-UTF-8 on-stop": (["fs", "--on-stop", NOT_UTF8, f"{T}/mnt"], "--on-stop"),
     "fs option without value": (["fs", f"{T}/mnt", "--on-stop"], "--on-stop"),
     "fs pidfile is a directory": (["fs", "-p", DIR, f"{T}/mnt"], DIR),
+    "fs mountpoint is a file": (["fs", FILE], FILE),
+    "fs mountpoint below a file": (["fs", f"{FILE}/mnt"], FILE),
+    "fs state dir is a file": (["fs", "--state-dir", FILE, f"{T}/mnt"], "--state-dir"),
+    "fs option without a name": (["fs", "-o", "=x", f"{T}/mnt"], "-o"),
     # --- run ------------------------------------------------------------------------------------
     "run missing command": (["run", "--memory", "64Mi"], "COMMAND"),
     "run empty memory": (["run", "--memory", "", "--", "true"], "--memory"),
@@ -49,8 +53,14 @@ CASES: dict[str, tuple[list[str], str]] = {
     "run negative cpus": (["run", "--cpus", "-1", "--", "true"], "--cpus"),
     "run cpus wrong unit": (["run", "--cpus", "2cores", "--", "true"], "--cpus"),
     "run bad cpuset": (["run", "--cpuset", "9999", "--", "true"], "--cpuset"),
+    "run huge memory": (["run", "--memory", "99999999999999999999Ti", "--", "true"], "--memory"),
+    "run huge cpus": (["run", "--cpus", "1e30", "--", "true"], "--cpus"),
+    "run huge cpuset": (["run", "--cpuset", "0-99999999999", "--", "true"], "--cpuset"),
+    "run huge exponent": (["run", "--memory", "1e999999999", "--", "true"], "--memory"),
+    "run mount dir is a file": (["run", "--mount-dir", FILE, "--", "true"], "--mount-dir"),
     # --- repair ---------------------------------------------------------------------------------
     "repair empty strategy": (["repair", "--strategy", ""], "--strategy"),
+    "repair mount dir is a file": (["repair", "--mount-dir", FILE], "--mount-dir"),
     # --- webhook --------------------------------------------------------------------------------
     "webhook missing cert": (["webhook"], "--tls-cert"),
     "webhook cert is a directory": (["webhook", "--tls-cert", DIR, "--tls-key", FILE], DIR),
@@ -73,6 +83,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     "certs huge days": (["certs", "--secret-yaml", "--days", "9" * 30], "--days"),
     "certs days unit": (["certs", "--secret-yaml", "--days", "1y"], "--days"),
     "certs out dir not writable": (["certs", "--out-dir", READ_ONLY], READ_ONLY),
+    "certs out dir is a file": (["certs", "--out-dir", FILE], "--out-dir"),
     "certs non-UTF-8 namespace": (
         ["certs", "--secret-yaml", "--namespace", NOT_UTF8],
         "--namespace",
@@ -91,12 +102,15 @@ CASES: dict[str, tuple[list[str], str]] = {
     "install huge timeout": (["install", "--dry-run", "--timeout", "1e400"], "--timeout"),
     "install timeout unit": (["install", "--dry-run", "--timeout", "5m"], "--timeout"),
     "install bad dry run": (["install", "--dry-run=later"], "--dry-run"),
+    "install kubeconfig missing": (["install", "--kubeconfig", MISSING], "--kubeconfig"),
     "uninstall negative timeout": (["uninstall", "--dry-run", "--timeout", "-1"], "--timeout"),
     "uninstall empty namespace": (["uninstall", "--dry-run", "-n", ""], "--namespace"),
     # --- doctor ---------------------------------------------------------------------------------
     "doctor empty namespace": (["doctor", "-n", ""], "--namespace"),
     "doctor non-UTF-8 files": (["doctor", "--node", "--files", NOT_UTF8], "--files"),
     "doctor empty context": (["doctor", "--context", ""], "--context"),
+    "doctor kubeconfig missing": (["doctor", "--kubeconfig", MISSING], "--kubeconfig"),
+    "doctor kubeconfig not one": (["doctor", "--kubeconfig", FILE], "--kubeconfig"),
     # --- runtime --------------------------------------------------------------------------------
     "runtime missing arguments": (["runtime"], "RUNC_ARGS"),
     # --- setup-node / setup-docker / setup-podman ------------------------------------------
@@ -109,6 +123,7 @@ CASES: dict[str, tuple[list[str], str]] = {
         ["setup-podman", "--dry-run", "--oci-runtime", ""],
         "--oci-runtime",
     ),
+    "setup-podman prefix is a file": (["setup-podman", "--dry-run", "--prefix", FILE], "--prefix"),
 }
 
 
@@ -165,3 +180,23 @@ def test_a_bad_argument_is_one_line_naming_it_and_exit_2(
     assert len(lines) == 1, text
     assert lines[0].startswith(f"kube-lxcfs {args[0]}"), text
     assert named in lines[0], text
+
+
+def test_repair_on_a_node_without_the_agent_has_nothing_to_do(tmp_path: Path) -> None:
+    """A --mount-dir that does not exist: one line saying so, exit 0 (not a failure)."""
+    missing = tmp_path / "no-agent-here"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kube_lxcfs", "repair", "--mount-dir", str(missing)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"kube-lxcfs repair: nothing to repair: {missing} does not exist"
+        " (no kube-lxcfs agent on this node)"
+    ]
+    assert not missing.exists()

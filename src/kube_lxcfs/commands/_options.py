@@ -37,7 +37,7 @@ class CliParser(argparse.ArgumentParser):
         parsed, extras = super().parse_known_args(args, namespace)
         for action in self._actions:
             value = getattr(parsed, action.dest, None)
-            if action.type is path or action.metavar == "PATH" or not action.option_strings:
+            if action.type in PATH_TYPES or action.metavar == "PATH" or not action.option_strings:
                 continue
             for text in value if isinstance(value, list) else [value]:
                 if not isinstance(text, str) or text == action.default:
@@ -67,6 +67,41 @@ def path(text: str) -> Path:
     if not text:
         raise argparse.ArgumentTypeError("an empty path")
     return Path(text)
+
+
+def directory(text: str) -> Path:
+    """A directory to use or to create: refused when it, or a parent on the way, is not one.
+
+    A missing directory is accepted (the command creates it, or says what a missing one
+    means); a file in its place would only fail later, after work has started.
+    """
+    where = path(text)
+    for candidate in (where.absolute(), *where.absolute().parents):
+        try:
+            if not candidate.exists():
+                continue
+        except OSError:
+            return where  # not ours to judge (no permission to look): the command will say
+        if candidate.is_dir():
+            return where
+        if candidate == where.absolute():
+            raise argparse.ArgumentTypeError(f"{text} is a file, not a directory")
+        raise argparse.ArgumentTypeError(f"{text}: {candidate} is a file, not a directory")
+    return where
+
+
+def existing_file(text: str) -> Path:
+    """A file that must already exist (a directory or a missing path is refused)."""
+    where = path(text)
+    if where.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory, not a file")
+    if not where.exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist")
+    return where
+
+
+PATH_TYPES = (path, directory, existing_file)
+"""Value types for paths: any bytes are fine, so the UTF-8 check skips them."""
 
 
 MAX_INT = 2**31 - 1
@@ -184,6 +219,7 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig",
         metavar="FILE",
+        type=existing_file,
         help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else in-cluster)",
     )
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kube_lxcfs.commands._options import path, positive_int
+from kube_lxcfs.commands._options import directory, positive_int
 
 HELP = "Generate a CA and serving certificate for the webhook."
 DESCRIPTION = (
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--namespace", default="lxcfs", help="namespace of the webhook Service")
     parser.add_argument("--service", default="kube-lxcfs-webhook", help="webhook Service name")
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out-dir", type=path, help="write ca.crt, tls.crt, tls.key here")
+    where.add_argument("--out-dir", type=directory, help="write ca.crt, tls.crt, tls.key here")
     where.add_argument(
         "--secret-yaml", action="store_true", help="print a kubernetes.io/tls Secret as YAML"
     )

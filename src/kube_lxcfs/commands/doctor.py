@@ -73,8 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the checks, print one line per finding (plus its fix), exit 1 on failure."""
+    from kube_lxcfs.commands._options import fail
     from kube_lxcfs.deploy.doctor import FAIL, Check, cluster_findings, failed, node_findings
-    from kube_lxcfs.deploy.kubeapi import ApiError, connect
+    from kube_lxcfs.deploy.kubeapi import ApiError, KubeconfigError, connect
 
     if args.node or args.engine:
         files = [f.strip() for f in args.files.split(",") if f.strip()]
@@ -89,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         try:
             findings = cluster_findings(connect(args.kubeconfig, args.context), args.namespace)
+        except KubeconfigError as exc:
+            return fail("doctor", str(exc))
         except ApiError as exc:
             findings = [Check(FAIL, "api server", str(exc), "check --kubeconfig/--context")]
     for finding in findings:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from kube_lxcfs.commands._options import add_logging_options, path
+from kube_lxcfs.commands._options import add_logging_options, directory, path
 from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET, STATE_DIR
 from kube_lxcfs.files_text import names_in
 from kube_lxcfs.vfs import FsOptions
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("mountpoint", metavar="MOUNTPOINT", type=path, help="where to mount")
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT", type=directory, help="where to mount")
     parser.add_argument(
         "-f",
         "--foreground",
@@ -68,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "-o",
         dest="mount_options",
+        type=_mount_options,
         action="append",
         default=[],
         metavar="OPTS",
@@ -179,6 +180,7 @@ def add_restart_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--state-dir",
+        type=directory,
         default=STATE_DIR,
         help="where --on-stop=detach records what to re-attach (default: %(default)s)",
     )
@@ -191,6 +193,15 @@ def add_restart_arguments(parser: argparse.ArgumentParser) -> None:
             "after every repair or detach pass, e.g. for node-exporter's textfile collector"
         ),
     )
+
+
+def _mount_options(text: str) -> str:
+    """``-o`` text whose every item is ``NAME`` or ``NAME=VALUE`` (libfuse would say less)."""
+    for item in text.split(","):
+        name = item.partition("=")[0].strip()
+        if item.strip() and not name:
+            raise argparse.ArgumentTypeError(f"{item.strip()!r} has no option name (NAME=VALUE)")
+    return text
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -243,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     hooks = RestartHandling(
         args.mountpoint,
         on_stop=args.on_stop,
-        state_dir=args.state_dir,
+        state_dir=str(args.state_dir),
         repair_on_start=not args.no_repair,
         metrics_file=args.repair_metrics_file,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kube_lxcfs.commands._options import add_dry_run_option, add_logging_options
+from kube_lxcfs.commands._options import add_dry_run_option, add_logging_options, directory
 
 HELP = "Repair stale bind mounts of running containers after a daemon restart."
 
@@ -19,7 +19,10 @@ binary from the container image is used). The daemon runs this by itself after
 every start; run it by hand to check or to retry.
 
 Exit status: 0 when nothing failed, 1 when a mount could not be repaired or no
-live filesystem is mounted at --mount-dir.
+live filesystem is mounted at --mount-dir, 2 for bad usage (--mount-dir is a file).
+A --mount-dir that does not exist (the agent creates it when it starts) is a node
+without the agent: there is no filesystem to repair from and nothing to do, which is
+not an error (one line on stderr, exit 0), e.g. for a script run on every node.
 """
 
 
@@ -36,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--mount-dir",
+        type=directory,
         default=MOUNT_DIR,
         help="where the live filesystem is mounted (default: %(default)s)",
     )
@@ -70,9 +74,16 @@ def run(args: argparse.Namespace) -> int:
     """Run one pass and print one line per mount worth reporting, then a summary."""
     from kube_lxcfs.repair import MountStatus, RepairError, Strategy, repair
 
+    if not args.mount_dir.exists():
+        print(
+            f"kube-lxcfs repair: nothing to repair: {args.mount_dir} does not exist"
+            " (no kube-lxcfs agent on this node)",
+            file=sys.stderr,
+        )
+        return 0
     try:
         report = repair(
-            args.mount_dir,
+            str(args.mount_dir),
             dry_run=args.dry_run,
             strategy=Strategy(args.strategy),
             state_dir=args.state_dir,

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from kube_lxcfs.commands._options import add_logging_options, path
+from kube_lxcfs.commands._options import add_logging_options, directory
 from kube_lxcfs.defaults import MOUNT_DIR
 from kube_lxcfs.files_text import names_in
 from kube_lxcfs.sandbox.quantity import (
@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--mount-dir",
         metavar="DIR",
-        type=path,
+        type=directory,
         help="use the kube-lxcfs (or lxcfs) filesystem mounted at DIR "
         f"(default: {MOUNT_DIR} if kube-lxcfs is mounted there, else a private one)",
     )

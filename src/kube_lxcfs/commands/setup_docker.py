@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from kube_lxcfs.commands._options import path
+from kube_lxcfs.commands._options import directory, path
 from kube_lxcfs.defaults import MOUNT_DIR, SECCOMP_SOCKET
 
 SUMMARY = {
@@ -82,7 +82,7 @@ def add_engine_parser(subparsers: argparse._SubParsersAction, engine_name: str) 
     )
     parser.add_argument(
         "--prefix",
-        type=path,
+        type=directory,
         default=Path(DEFAULT_PREFIX),
         metavar="DIR",
         help="where the wrapper goes: DIR/bin/kube-lxcfs-runc (default: %(default)s)",

@@ -10,6 +10,7 @@ ServiceMonitor).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -176,12 +177,17 @@ def _api_error(status: int, reason: str, body: Any) -> ApiError:
     return ApiError(status, reason, " ".join((message or reason).split()))
 
 
-def connect(kubeconfig: str | None = None, context: str | None = None) -> KubeApi:
-    """A KubeApi from ``kubeconfig`` (or $KUBECONFIG/~/.kube/config), else in-cluster config."""
-    import os
+class KubeconfigError(ApiError):
+    """The kubeconfig the user named cannot be loaded (bad input, not a cluster problem)."""
 
+
+def connect(
+    kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None
+) -> KubeApi:
+    """A KubeApi from ``kubeconfig`` (or $KUBECONFIG/~/.kube/config), else in-cluster config."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
+    from yaml import YAMLError
 
     configuration = client.Configuration()
     explicit = kubeconfig or os.environ.get("KUBECONFIG")
@@ -189,12 +195,21 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> KubeAp
     try:
         if explicit or os.path.exists(default):
             config.load_kube_config(
-                config_file=kubeconfig, context=context, client_configuration=configuration
+                config_file=os.fspath(kubeconfig) if kubeconfig else None,
+                context=context,
+                client_configuration=configuration,
             )
         else:
             config.load_incluster_config(client_configuration=configuration)
-    except (ConfigException, OSError) as exc:
-        raise ApiError(0, "", f"no usable Kubernetes configuration: {exc}") from None
+    except (ConfigException, OSError, YAMLError, TypeError, AttributeError, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, (TypeError, AttributeError)):  # the client, on YAML of another shape
+            reason = "not a kubeconfig file"
+        if kubeconfig:
+            raise KubeconfigError(
+                0, "", f"--kubeconfig {os.fsdecode(kubeconfig)}: {reason}"
+            ) from None
+        raise ApiError(0, "", f"no usable Kubernetes configuration: {reason}") from None
     return KubeApi(client.ApiClient(configuration))
 
 

@@ -30,17 +30,29 @@ CFS_PERIOD_US = 100_000
 """The CFS period Kubernetes and Docker use; the quota is ``cpus × period``."""
 MIN_QUOTA_US = 1_000
 """The kernel refuses quotas below 1 ms."""
+MAX_QUANTITY_CHARS = 64
+MAX_EXPONENT = 64
+"""Longer text or larger exponents are no quantity anyone means (and cost time to compute)."""
+MAX_MEMORY = 2**63 - 1
+"""The largest limit a cgroup file takes (a signed 64-bit byte count, about 8Ei)."""
+MAX_CPUS = 8192
+"""The most CPUs a Linux kernel can have (NR_CPUS); a larger quota or CPU number is a typo."""
 
 
 class QuantityError(KubeLxcfsError, ValueError):
     """A value that is not a quantity of the expected kind; the message is for the user."""
 
 
+def _shown(text: str) -> str:
+    """``text`` quoted for a one-line message, cut short when it is long."""
+    return repr(text if len(text) <= 32 else f"{text[:32]}...")
+
+
 def parse_quantity(text: str) -> Fraction:
     """The exact value of a Kubernetes quantity, or :class:`QuantityError`."""
-    match = _QUANTITY.match(text.strip())
-    if match is None:
-        raise QuantityError(f"{text!r} is not a quantity")
+    match = _QUANTITY.match(text.strip()) if len(text) <= MAX_QUANTITY_CHARS else None
+    if match is None or abs(int(match["exponent"] or 0)) > MAX_EXPONENT:
+        raise QuantityError(f"{_shown(text)} is not a quantity")
     value = Fraction(match["number"])
     if match["binary"]:
         return value * 1024 ** _BINARY[match["binary"]]
@@ -54,10 +66,12 @@ def parse_memory(text: str) -> int:
     try:
         value = parse_quantity(text)
     except QuantityError:
-        raise QuantityError(f"{text!r} is not a memory size; use {MEMORY_FORMS}") from None
+        raise QuantityError(f"{_shown(text)} is not a memory size; use {MEMORY_FORMS}") from None
     size = math.ceil(value)
     if size <= 0:
-        raise QuantityError(f"{text!r} is not a positive memory size; use {MEMORY_FORMS}")
+        raise QuantityError(f"{_shown(text)} is not a positive memory size; use {MEMORY_FORMS}")
+    if size > MAX_MEMORY:
+        raise QuantityError(f"{_shown(text)} is too large a memory size (the limit is below 8Ei)")
     return size
 
 
@@ -84,11 +98,13 @@ def parse_cpus(text: str) -> CpuQuota:
     try:
         value = parse_quantity(text)
     except QuantityError:
-        raise QuantityError(f"{text!r} is not a CPU amount; use {CPU_FORMS}") from None
+        raise QuantityError(f"{_shown(text)} is not a CPU amount; use {CPU_FORMS}") from None
+    if value > MAX_CPUS:
+        raise QuantityError(f"{_shown(text)} is more CPUs than Linux supports ({MAX_CPUS})")
     quota_us = math.ceil(value * CFS_PERIOD_US)
     if quota_us < MIN_QUOTA_US:
         raise QuantityError(
-            f"{text!r} is below the smallest CPU limit (10m = 0.01 CPU); use {CPU_FORMS}"
+            f"{_shown(text)} is below the smallest CPU limit (10m = 0.01 CPU); use {CPU_FORMS}"
         )
     return CpuQuota(quota_us=quota_us)
 
@@ -97,12 +113,14 @@ def parse_cpuset(text: str) -> frozenset[int]:
     """CPU numbers of a cpuset list (``0-2,5``), as the kernel's ``cpuset.cpus`` writes them."""
     cpus: set[int] = set()
     for part in text.strip().split(","):
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
+        match = re.fullmatch(r"(\d{1,6})(?:-(\d{1,6}))?", part.strip())
         if match is None:
-            raise QuantityError(f"{text!r} is not a CPU list; use {CPUSET_FORMS}")
+            raise QuantityError(f"{_shown(text)} is not a CPU list; use {CPUSET_FORMS}")
         first, last = int(match[1]), int(match[2] if match[2] is not None else match[1])
         if last < first:
-            raise QuantityError(f"{text!r} has a descending range; use {CPUSET_FORMS}")
+            raise QuantityError(f"{_shown(text)} has a descending range; use {CPUSET_FORMS}")
+        if last >= MAX_CPUS:
+            raise QuantityError(f"{_shown(text)} names a CPU above Linux's {MAX_CPUS - 1}")
         cpus.update(range(first, last + 1))
     return frozenset(cpus)
 
