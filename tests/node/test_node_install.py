@@ -28,13 +28,16 @@ from .workloads import (
     WEBHOOK_SELECTOR,
     apply,
     check_installed,
+    delete_enabled_namespaces,
     deployment,
     deployment_pod,
+    host_memtotal_kib,
     injected,
     kube_lxcfs,
     memtotal_kib,
     parse_time,
     pod,
+    pod_uids,
     pods,
     ready_since,
     wait_pod_ready,
@@ -301,3 +304,40 @@ def _pod_cgroups(uids: set[str]) -> list[Path]:
         for uid in uids
         for path in CGROUP_ROOT.glob(f"*/{POD_CGROUP}/**/pod{uid}")
     ]  # fmt: skip
+
+
+def test_uninstall_leaves_nothing_and_installing_again_works(
+    installed: Node, make_namespace
+) -> None:
+    node = installed
+    ours = pod_uids(node, INSTALL_NAMESPACE, AGENT_SELECTOR)
+    ours |= pod_uids(node, INSTALL_NAMESPACE, WEBHOOK_SELECTOR)
+    assert len(ours) == 3 and _fuse_mounts(node)
+    assert list(node.host_path("/run/kube-lxcfs").glob("generations-*"))
+    delete_enabled_namespaces(node)
+
+    kube_lxcfs(node, "uninstall", *IMAGE_OPTIONS, "--wait")
+    assert node.kubectl("get", "namespace", INSTALL_NAMESPACE, check=False).returncode != 0
+    assert not node.get("mutatingwebhookconfigurations")["items"]
+    wait_until(lambda: not _fuse_mounts(node), 60, "no FUSE mount left on the node")
+    assert not list(node.host_path("/var/lib/lxcfs").iterdir())
+    # The stopping agent removes its record after scanning every mount namespace.
+    wait_until(
+        lambda: not list(node.host_path("/run/kube-lxcfs").rglob("*")),
+        30,
+        "no state left in /run/kube-lxcfs",
+    )
+    wait_until(lambda: not _pod_cgroups(ours), 60, "the cgroups of our pods to be removed")
+
+    namespace = make_namespace("after", ENABLED)
+    apply(node, pod("after", namespace))
+    wait_pod_ready(node, namespace, "after")
+    assert injected(node, namespace, "after") == ""
+    meminfo = node.exec(namespace, "after", "cat", "/proc/meminfo")
+    assert memtotal_kib(meminfo) == host_memtotal_kib()
+
+    kube_lxcfs(node, "install", *IMAGE_OPTIONS, "--wait", "--timeout=180")
+    check_installed(node)
+    apply(node, deployment("again", namespace))
+    again = deployment_pod(node, namespace, "again")
+    assert memtotal_kib(node.exec(namespace, again, "cat", "/proc/meminfo")) == 1048576
