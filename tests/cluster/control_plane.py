@@ -318,30 +318,37 @@ class ControlPlane:
 
     def _write_kubeconfig(self, user: str, identity: Issued) -> Path:
         assert self.ca is not None
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "kube-lxcfs-test",
-                    "cluster": {
-                        "server": self.server,
-                        "certificate-authority": str(self.ca.cert_path),
-                    },
-                }
-            ],
-            "users": [
-                {
-                    "name": user,
-                    "user": {
-                        "client-certificate": str(identity.cert),
-                        "client-key": str(identity.key),
-                    },
-                }
-            ],
-            "contexts": [{"name": user, "context": {"cluster": "kube-lxcfs-test", "user": user}}],
-            "current-context": user,
-        }
-        path = self.workdir / f"{user}.kubeconfig"
-        path.write_text(json.dumps(config, indent=2))  # JSON is YAML
-        return path
+        return write_kubeconfig(
+            self.workdir / f"{user}.kubeconfig",
+            server=self.server,
+            ca_cert=self.ca.cert_path,
+            identity=identity,
+            user=user,
+            cluster="kube-lxcfs-test",
+        )
+
+
+def write_kubeconfig(
+    path: Path, *, server: str, ca_cert: Path, identity: Issued, user: str, cluster: str
+) -> Path:
+    """A kubeconfig for one client-certificate identity (JSON is YAML)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": cluster, "cluster": {"server": server, "certificate-authority": str(ca_cert)}}
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate": str(identity.cert),
+                    "client-key": str(identity.key),
+                },
+            }
+        ],
+        "contexts": [{"name": user, "context": {"cluster": cluster, "user": user}}],
+        "current-context": user,
+    }
+    path.write_text(json.dumps(config, indent=2))
+    return path

@@ -49,6 +49,7 @@ from cluster.control_plane import (
     _child_env,
     die_with_parent,
     wait_until,
+    write_kubeconfig,
 )
 from cluster.pki import CertificateAuthority, Issued, service_account_key
 
@@ -469,30 +470,14 @@ class Node:
 
     def _write_kubeconfig(self, user: str, identity: Issued) -> Path:
         assert self.ca is not None
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "node",
-                    "cluster": {"server": SERVER, "certificate-authority": str(self.ca.cert_path)},
-                }
-            ],
-            "users": [
-                {
-                    "name": user,
-                    "user": {
-                        "client-certificate": str(identity.cert),
-                        "client-key": str(identity.key),
-                    },
-                }
-            ],
-            "contexts": [{"name": user, "context": {"cluster": "node", "user": user}}],
-            "current-context": user,
-        }
-        path = self.workdir / f"{user}.kubeconfig"
-        path.write_text(json.dumps(config, indent=2))
-        return path
+        return write_kubeconfig(
+            self.workdir / f"{user}.kubeconfig",
+            server=SERVER,
+            ca_cert=self.ca.cert_path,
+            identity=identity,
+            user=user,
+            cluster="node",
+        )
 
     def _spawn(self, name: str, command: list[str]) -> Process:
         log = self.workdir / f"{name}.log"
