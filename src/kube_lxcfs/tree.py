@@ -112,7 +112,7 @@ class ProcTree:
         )
         ctx = self.context
         policy = ctx.cache.policy
-        ttls = {Freshness.USAGE: policy.usage_ttl, Freshness.LIMITS: policy.limits_ttl}
+        ttls = {Freshness.USAGE: policy.usage_ttl, Freshness.LIMITS: policy.limit_renders_ttl}
         self._files: dict[str, _Served] = {}
         self._patterns: list[tuple[re.Pattern[str], _Served]] = []
         for f in FILES:

@@ -80,19 +80,24 @@ class StallFault:
 
 
 def read_text(path: str) -> str:
-    """Read a small kernel file in one go (cheaper than ``open()`` for /proc and cgroupfs).
+    """Read a kernel file with as few system calls as the file allows (no ``open()`` object).
 
-    procfs, sysfs and cgroupfs hand over the whole content when the buffer is large
-    enough, so a short read is the end; only a full buffer needs another read.
+    Reads until one returns nothing. A file of one record (a cgroup file, /proc/meminfo)
+    arrives whole in the first read and the second returns nothing at once; a file of many
+    records (/proc/self/mountinfo, /proc/cpuinfo: one per mount, one per CPU) arrives one
+    kernel page of whole records per read, so a short read is not the end. (Taking it for
+    the end read 4 KiB of a 90 KiB mountinfo: on a node whose agent sees many mounts the
+    cgroup mounts listed after them were lost, and every container was shown the host.)
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.read(fd, _CHUNK)
-        if len(data) == _CHUNK:
+        if data:
             chunks = [data]
             while chunk := os.read(fd, _CHUNK):
                 chunks.append(chunk)
-            data = b"".join(chunks)
+            if len(chunks) > 1:
+                data = b"".join(chunks)
     finally:
         os.close(fd)
     # surrogateescape: a cgroup path in /proc/<pid>/cgroup that is not UTF-8 still names its
