@@ -45,6 +45,9 @@ VARIANTS = {
     ],
     **RUNTIME_CLASS_VARIANTS,
     "numeric-tags": ["nodeAgent.image.tag=1", "webhook.image.tag=20251203"],
+    # the agent's volume is the mount dir's parent: Helm's dir and Python's agree
+    "mount-dir-trailing-slash": ["mountDir=/srv/lxcfs/"],
+    "mount-dir-at-the-root": ["mountDir=/lxcfs"],
     "custom": [
         "mountDir=/run/lxcfs",
         "injectedFiles={proc/meminfo,proc/cpuinfo}",

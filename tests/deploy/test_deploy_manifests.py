@@ -124,11 +124,14 @@ def test_node_agent_daemonset() -> None:
     # kube-lxcfs fs --state-dir default: the repair records survive the agent pod.
     assert volumes["run"]["hostPath"] == {"path": "/run/kube-lxcfs", "type": "DirectoryOrCreate"}
     assert mounts["run"]["mountPath"] == "/run/kube-lxcfs"
-    assert volumes["mount-dir"]["hostPath"] == {
-        "path": "/var/lib/lxcfs",
-        "type": "DirectoryOrCreate",
+    # The mount dir's parent, never the FUSE mount itself: a dead mount left by a killed
+    # agent would fail the runtime's stat of the volume source, and no agent could start.
+    assert volumes["mount-parent"]["hostPath"] == {"path": "/var/lib", "type": "DirectoryOrCreate"}
+    assert mounts["mount-parent"] == {
+        "name": "mount-parent",
+        "mountPath": "/var/lib",
+        "mountPropagation": "Bidirectional",
     }
-    assert mounts["mount-dir"]["mountPropagation"] == "Bidirectional"
     assert pod["tolerations"] == [{"operator": "Exists"}]
     assert pod["priorityClassName"] == "system-node-critical"
     assert ds["spec"]["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
@@ -137,6 +140,8 @@ def test_node_agent_daemonset() -> None:
     # Deliberately a liveness probe now: a hung request loop blocks every pod's reads, and the
     # restarted agent repairs the running pods' bind mounts (docs/operations.md).
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    # a hung agent cannot stop gracefully: killed after 5 s, not the pod's 30
+    assert container["livenessProbe"]["terminationGracePeriodSeconds"] == 5
     assert container["resources"]["requests"]
     assert ds["spec"]["template"]["metadata"]["annotations"] == {"kube-lxcfs.io/inject": "false"}
 
@@ -342,6 +347,9 @@ def test_values_flow_into_the_objects() -> None:
     )
     ds_container = objects["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]
     assert ds_container["args"][-2:] == ["/run/lxcfs", "--disable-loadavg"]
+    ds_volumes = objects["DaemonSet"]["spec"]["template"]["spec"]["volumes"]
+    parent = next(v for v in ds_volumes if v["name"] == "mount-parent")
+    assert parent["hostPath"]["path"] == "/run"
     wh_args = objects["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--mount-dir=/run/lxcfs" in wh_args
     assert "--files=proc/meminfo,proc/cpuinfo" in wh_args

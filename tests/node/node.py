@@ -85,7 +85,9 @@ BOUND = {
     "/var/log/containers": "log-containers",
     "/var/lib/cni": "cni",
 }
-SHARED = ("/var/lib/lxcfs",)
+SHARED = ("/var/lib", "/var/lib/lxcfs")
+"""Shared like on a systemd host: the agent's Bidirectional volume is /var/lib (the mount
+dir's parent), and containerd refuses a Bidirectional source that is not on a shared mount."""
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 
 

@@ -5,8 +5,11 @@ leaves nothing behind. One install serves the module; the uninstall test runs la
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+import os
+import signal
 import threading
 import time
 import uuid
@@ -28,6 +31,7 @@ from .workloads import (
     WEBHOOK_SELECTOR,
     apply,
     check_installed,
+    check_resize,
     delete_enabled_namespaces,
     deployment,
     deployment_pod,
@@ -40,6 +44,7 @@ from .workloads import (
     pod_uids,
     pods,
     ready_since,
+    resizable_pod,
     wait_pod_ready,
     walkthrough,
 )
@@ -167,6 +172,100 @@ def test_pods_created_while_the_agent_is_down_start_once_it_is_back(
     wait_pod_ready(node, namespace, "early", timeout=180)
     meminfo = node.exec(namespace, "early", "cat", "/proc/meminfo")
     assert memtotal_kib(meminfo) == 1048576
+
+
+# -- in-place resize (issue 18) -----------------------------------------------------------
+
+
+def test_a_pod_resized_in_place_sees_its_new_limits(installed: Node, make_namespace) -> None:
+    """``kubectl patch pod --subresource resize`` (hostPath mode): the pod's reader and
+    ``kubectl exec`` see the new MemTotal, processors, online CPUs and getconf within 1 s
+    of the kubelet reporting the resize done."""
+    node = installed
+    namespace = make_namespace("resize", ENABLED)
+    apply(node, resizable_pod("resized", namespace))
+    wait_pod_ready(node, namespace, "resized")
+    assert injected(node, namespace, "resized") == "injected"
+    measured = check_resize(node, namespace, "resized")
+    for step, seconds in measured.items():
+        record(f"resize {step} after done (hostPath)", seconds)
+
+
+# -- a hung agent (issue 15) ----------------------------------------------------------------
+
+
+def _agent_processes(node: Node) -> tuple[dict, list[int]]:
+    """The agent pod and the host pids of its ``kube-lxcfs fs`` container (the node shares
+    the host's pid namespace: found through the container's cgroup)."""
+    agent = next(
+        p for p in pods(node, INSTALL_NAMESPACE, AGENT_SELECTOR)
+        if not p["metadata"].get("deletionTimestamp")
+    )  # fmt: skip
+    uid = agent["metadata"]["uid"]
+    status = next(c for c in agent["status"]["containerStatuses"] if c["name"] == "fs")
+    container_id = status["containerID"].split("://", 1)[1]
+    procs = next(CGROUP_ROOT.glob(f"pids/{POD_CGROUP}/**/pod{uid}/{container_id}/cgroup.procs"))
+    pids = [int(p) for p in procs.read_text().split()]
+    assert pids, procs
+    return agent, pids
+
+
+def test_a_hung_agent_is_restarted_by_its_liveness_probe_and_pods_read_again(
+    installed: Node, make_namespace
+) -> None:
+    """SIGSTOP of the agent's process from the host: its /healthz stops answering, the
+    kubelet's liveness probe fails and restarts the container, the new agent repairs the
+    running app pod's mounts, and the app reads its limit again."""
+    node = installed
+    namespace = make_namespace("hung", ENABLED)
+    apply(node, deployment("hung", namespace, command=READER))
+    reader = deployment_pod(node, namespace, "hung")
+    agent, pids = _agent_processes(node)
+    restarts = next(c for c in agent["status"]["containerStatuses"] if c["name"] == "fs")[
+        "restartCount"
+    ]
+    stopped = datetime.datetime.now(datetime.UTC)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+
+        def restarted() -> dict | None:
+            found = node.get("pod", agent["metadata"]["name"], "-n", INSTALL_NAMESPACE)
+            fs = next(c for c in found["status"]["containerStatuses"] if c["name"] == "fs")
+            return fs if fs["restartCount"] > restarts and fs.get("ready") else None
+
+        fs = wait_until(restarted, 180, "the kubelet to restart the hung agent", interval=0.5)
+    finally:
+        for pid in pids:  # nothing left to resume once the kubelet killed it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    killed = parse_time(fs["lastState"]["terminated"]["finishedAt"])
+    started = parse_time(fs["state"]["running"]["startedAt"])
+    events = node.get("events", "-n", INSTALL_NAMESPACE, "--field-selector=reason=Killing")
+    assert any("liveness probe" in e.get("message", "") for e in events["items"]), events
+    recovered = _limit_read_again(node, namespace, reader, started)
+    record("hung agent: SIGSTOP to killed", (killed - stopped).total_seconds())
+    record("hung agent: SIGSTOP to app reads its limit", (recovered - stopped).total_seconds())
+    assert recovered - started <= datetime.timedelta(seconds=10), (stopped, started, recovered)
+
+
+def _limit_read_again(
+    node: Node, namespace: str, name: str, started: datetime.datetime
+) -> datetime.datetime:
+    """When the app first read its limit after the agent's restart; nothing else after."""
+    settle = started + datetime.timedelta(seconds=12)
+    wait_until(
+        lambda: any(t > settle for t, _ in _reads(node, namespace, name)),
+        60,
+        "reads 12 s after the agent restarted",
+        interval=0.5,
+    )
+    after = [(t, text) for t, text in _reads(node, namespace, name) if t >= started]
+    first_good = next((t for t, text in after if text == LIMIT_LINE), None)
+    assert first_good is not None, after[-10:]
+    wrong = [(t.isoformat(), text) for t, text in after if t >= first_good and text != LIMIT_LINE]
+    assert not wrong, wrong[:10]
+    return first_good
 
 
 # -- webhook availability ----------------------------------------------------------------

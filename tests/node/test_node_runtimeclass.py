@@ -2,7 +2,7 @@
 which registers the kube-lxcfs-runc handler in /etc/containerd/config.toml; after the
 containerd restart the docs ask for, a pod in a namespace enforcing Pod Security
 `restricted` gets the files without any hostPath volume, and busybox `free` (sysinfo(2))
-shows its limit."""
+shows its limit; resized in place, it sees the new limits."""
 
 from __future__ import annotations
 
@@ -11,16 +11,18 @@ import re
 import pytest
 
 from . import images
+from .conftest import record
 from .node import Node
 from .workloads import (
     ENABLED,
     IMAGE_OPTIONS,
     apply,
     check_installed,
+    check_resize,
     injected,
     kube_lxcfs,
     memtotal_kib,
-    pod,
+    resizable_pod,
     wait_pod_ready,
 )
 
@@ -29,7 +31,8 @@ RUNTIME_CLASS = ("--set", "injection.mode=runtimeClass", "--set", "runtimeClass.
 
 
 def _restricted_busybox(name: str, namespace: str) -> dict:
-    body = pod(name, namespace, image=images.BUSYBOX, cpu="1", memory="1Gi")
+    """Limits cpu 1 / 1Gi, resizable in place, printing what it sees (sysinfo included)."""
+    body = resizable_pod(name, namespace, image=images.BUSYBOX, sysinfo=True)
     body["spec"]["securityContext"] = {
         "runAsNonRoot": True,
         "runAsUser": 65534,
@@ -68,5 +71,11 @@ def test_runtime_class_mode_in_a_restricted_namespace(node: Node, make_namespace
         assert mem_row[1] == "1048576", free
         cpuinfo = node.exec(namespace, "strict", "head", "-n", "1000", "/proc/cpuinfo")
         assert len(re.findall(r"^processor", cpuinfo, re.M)) == 1
+
+        # Resized in place: the files and sysinfo(2) follow (the wrapper passes `update`
+        # through to runc; the agent renders from the cgroup on every read).
+        measured = check_resize(node, namespace, "strict", sysinfo=True)
+        for step, seconds in measured.items():
+            record(f"resize {step} after done (RuntimeClass)", seconds)
     finally:
         kube_lxcfs(node, "uninstall", *IMAGE_OPTIONS, *RUNTIME_CLASS, "--wait")

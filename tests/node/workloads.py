@@ -213,3 +213,181 @@ def delete_enabled_namespaces(node: Node) -> None:
     a container still holds its files, for the next agent's repair)."""
     selector = ",".join(f"{k}={v}" for k, v in ENABLED.items())
     node.kubectl("delete", "namespace", "-l", selector, "--wait=true", timeout=300)
+
+
+# -- in-place resize (issue 18) ------------------------------------------------------------
+
+RESIZE_POLICY = [
+    {"resourceName": "cpu", "restartPolicy": "NotRequired"},
+    {"resourceName": "memory", "restartPolicy": "NotRequired"},
+]
+RESIZE_CONDITIONS = frozenset({"PodResizePending", "PodResizeInProgress"})
+
+
+def read_limits(sysinfo: bool = False) -> str:
+    """A shell command printing what a program sees as one line
+    ``mem=KIB cpus=N online=LIST nproc=N getconf=N`` (``free=KIB`` instead of ``getconf``
+    with ``sysinfo``). ``getconf`` is glibc's _NPROCESSORS_ONLN (/sys/devices/system/cpu/
+    online), ``nproc`` the affinity, ``free`` busybox's (sysinfo(2)). No ``cat``: busybox
+    cat copies with sendfile(2), which reads nothing from these size-0 FUSE files
+    (docs/node-tests.md)."""
+    fields = [
+        "mem=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)",
+        "cpus=$(grep -c ^processor /proc/cpuinfo)",
+        "online=$(head -n1 /sys/devices/system/cpu/online)",
+        "nproc=$(nproc)",
+        "free=$(free | awk '/^Mem:/{print $2}')"
+        if sysinfo
+        else "getconf=$(getconf _NPROCESSORS_ONLN)",
+    ]
+    return f'echo "{" ".join(fields)}"'
+
+
+def limits_reader(sysinfo: bool = False) -> list[str]:
+    """A container command printing :func:`read_limits` five times a second (to the
+    container log, which the runtime timestamps)."""
+    loop = f'trap "exit 0" TERM; while :; do {read_limits(sysinfo)}; sleep 0.2; done'
+    return ["sh", "-c", loop]
+
+
+def seen_line(memory_kib: int, cpus: int, sysinfo: bool = False) -> str:
+    """The line :func:`limits_reader` prints under these limits (nproc: the host's CPUs)."""
+    online = "0" if cpus == 1 else f"0-{cpus - 1}"
+    last = f"free={memory_kib}" if sysinfo else f"getconf={cpus}"
+    return f"mem={memory_kib} cpus={cpus} online={online} nproc={host_processors()} {last}"
+
+
+def resize(node: Node, namespace: str, name: str, check: bool = True, **limits: str):
+    """``kubectl patch pod --subresource resize`` of the first container's limits."""
+    container_name = node.get("pod", name, "-n", namespace)["spec"]["containers"][0]["name"]
+    patch = {"spec": {"containers": [{"name": container_name, "resources": {"limits": limits}}]}}
+    return node.kubectl(
+        "patch", "pod", name, "-n", namespace, "--subresource", "resize", "-p", json.dumps(patch),
+        check=check,
+    )  # fmt: skip
+
+
+def resize_done(found: dict, cpu: str, memory: str) -> bool:
+    """Whether the kubelet reports the resize to these limits done (Kubernetes 1.33: no
+    PodResizePending/PodResizeInProgress condition, and the container status's
+    ``resources`` — what the runtime applied — are the new limits)."""
+    from kube_lxcfs.sandbox.quantity import parse_memory, parse_quantity
+
+    status = found.get("status", {})
+    conditions = {c["type"]: c for c in status.get("conditions", [])}
+    pending = conditions.get("PodResizePending")
+    assert pending is None or pending.get("reason") != "Infeasible", pending
+    if RESIZE_CONDITIONS & set(conditions):
+        return False
+    applied = status["containerStatuses"][0].get("resources", {}).get("limits", {})
+    return (
+        "cpu" in applied
+        and "memory" in applied
+        and parse_quantity(applied["cpu"]) == parse_quantity(cpu)
+        and parse_memory(applied["memory"]) == parse_memory(memory)
+    )
+
+
+def wait_resized(
+    node: Node, namespace: str, name: str, *, cpu: str, memory: str, timeout: float = 60
+) -> datetime.datetime:
+    """Wait for the kubelet to report the resize done; the (wall clock) time it was seen."""
+
+    def done() -> datetime.datetime | None:
+        if resize_done(node.get("pod", name, "-n", namespace), cpu, memory):
+            return datetime.datetime.now(datetime.UTC)
+        return None
+
+    return wait_until(done, timeout, f"the kubelet to resize {namespace}/{name}", interval=0.1)
+
+
+def container_log(node: Node, namespace: str, name: str) -> list[tuple[datetime.datetime, str]]:
+    """The container's log lines with the runtime's timestamps."""
+    logs = node.kubectl("logs", "--timestamps", "-n", namespace, name).stdout
+    result = []
+    for line in logs.splitlines():
+        stamp, _, text = line.partition(" ")
+        result.append((parse_time(stamp), text))
+    return result
+
+
+def first_seen(
+    node: Node, namespace: str, name: str, *, expected: str, since: datetime.datetime
+) -> tuple[datetime.datetime, list[tuple[datetime.datetime, str]]]:
+    """When the pod's reader first printed ``expected`` after ``since`` (waiting until its
+    log reaches 2 s past that line, and checking it printed nothing else then), and the
+    lines it printed before, since ``since``."""
+
+    def settled() -> list[tuple[datetime.datetime, str]] | None:
+        lines = [(t, text) for t, text in container_log(node, namespace, name) if t >= since]
+        first = next((t for t, text in lines if text == expected), None)
+        if first is None or lines[-1][0] < first + datetime.timedelta(seconds=2):
+            return None
+        return lines
+
+    lines = wait_until(settled, 60, f"{namespace}/{name} to print {expected!r}", interval=0.3)
+    first = next(i for i, (_, text) in enumerate(lines) if text == expected)
+    wrong = [(t.isoformat(), text) for t, text in lines[first:] if text != expected]
+    assert not wrong, wrong[:5]
+    return lines[first][0], lines[:first]
+
+
+def resizable_pod(name: str, namespace: str, *, sysinfo: bool = False, **kwargs) -> dict:
+    """A pod with limits cpu 1 / memory 1Gi that may be resized in place, reading its limits."""
+    body = pod(name, namespace, cpu="1", memory="1Gi", command=limits_reader(sysinfo), **kwargs)
+    body["spec"]["containers"][0]["resizePolicy"] = RESIZE_POLICY
+    return body
+
+
+def check_resize(
+    node: Node, namespace: str, name: str, *, sysinfo: bool = False
+) -> dict[str, float]:
+    """Resize the pod in place (cpu 1 / 1Gi → cpu 2 / 2Gi → cpu 1, memory staying 2Gi) and
+    check what its reader and ``kubectl exec`` see after each step; the seconds from "the
+    kubelet reports the resize done" to "the reader prints the new figures" (negative: the
+    reader saw them before the kubelet's status said so) and to "kubectl exec shows them".
+
+    cpu 2 is all this two-CPU node has (the pod's requests stay 50m/32Mi, so it fits).
+    Memory is not lowered in place: Kubernetes 1.33 refuses a smaller memory limit with
+    resizePolicy NotRequired (1.34 allows it); the refusal is checked so that a newer
+    pinned version shows up here.
+    """
+    measured: dict[str, float] = {}
+    since = datetime.datetime.now(datetime.UTC)
+    first_seen(node, namespace, name, expected=seen_line(1048576, 1, sysinfo), since=since)
+    deadline = datetime.timedelta(seconds=1)
+    steps = (("up", "2", "2Gi", 2097152, 2), ("down", "1", "2Gi", 2097152, 1))
+    for step, cpu, memory, memory_kib, cpus in steps:
+        patched = datetime.datetime.now(datetime.UTC)
+        resize(node, namespace, name, cpu=cpu, memory=memory)
+        done = wait_resized(node, namespace, name, cpu=cpu, memory=memory)
+        expected = seen_line(memory_kib, cpus, sysinfo)
+        exec_seconds = _exec_sees(
+            node, namespace, name, expected=expected, sysinfo=sysinfo, done=done
+        )
+        seen, before = first_seen(node, namespace, name, expected=expected, since=patched)
+        measured[f"{step} reader"] = (seen - done).total_seconds()
+        measured[f"{step} exec"] = exec_seconds
+        # Within 1 s: nothing the reader printed later than 1 s after "done" is old. (The
+        # first new line itself may come later when the reader is slow: its loop forks six
+        # programs, 0.2-1 s an iteration on this busy machine.)
+        late = [(t.isoformat(), text) for t, text in before if t > done + deadline]
+        assert not late, (step, done.isoformat(), late[:5])
+    refused = resize(node, namespace, name, cpu="1", memory="512Mi", check=False)
+    assert refused.returncode != 0
+    assert "memory limits cannot be decreased" in refused.stderr, refused.stderr
+    return measured
+
+
+def _exec_sees(
+    node: Node, namespace: str, name: str, *, expected: str, sysinfo: bool, done: datetime.datetime
+) -> float:
+    """Seconds from ``done`` until ``kubectl exec`` of :func:`read_limits` prints
+    ``expected`` (one exec costs 0.2-0.5 s here: an upper bound)."""
+    command = read_limits(sysinfo)
+
+    def sees() -> bool:
+        return node.exec(namespace, name, "sh", "-c", command).strip() == expected
+
+    wait_until(sees, 10, f"kubectl exec in {namespace}/{name} to show {expected!r}", interval=0.05)
+    return (datetime.datetime.now(datetime.UTC) - done).total_seconds()

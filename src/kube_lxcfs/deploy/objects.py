@@ -12,7 +12,7 @@ from typing import Any
 
 from kube_lxcfs import __version__
 from kube_lxcfs.defaults import INJECT_KEY, STATE_DIR, TLS_DIR
-from kube_lxcfs.deploy.template import OMIT, Eq, Fmt, If, Join, Not, Ref, Splice, Truthy
+from kube_lxcfs.deploy.template import OMIT, Dir, Eq, Fmt, If, Join, Not, Ref, Splice, Truthy
 from kube_lxcfs.deploy.values import NAME, NAMESPACE_LABEL
 from kube_lxcfs.runtime.install import HANDLER
 
@@ -203,14 +203,30 @@ def daemonset() -> dict[str, Any]:
             {"exec": {"command": ["cat", Fmt("%s/proc/meminfo", mount_dir)]}, **probe_timing},
         ),
         # Restarted when the request loop hangs (every pod's reads block): the new agent
-        # mounts afresh and repairs the running pods' bind mounts (docs/operations.md).
+        # mounts afresh and repairs the running pods' bind mounts (docs/operations.md). A
+        # hung agent cannot finish a graceful stop, so the kubelet kills it after 5 s, not
+        # after the pod's 30 s (those 25 s are 25 s more of blocked reads on the node).
         "livenessProbe": If(
-            metrics, {"httpGet": {"path": "/healthz", "port": "metrics"}, **probe_timing}
+            metrics,
+            {
+                "httpGet": {"path": "/healthz", "port": "metrics"},
+                **probe_timing,
+                "terminationGracePeriodSeconds": 5,
+            },
         ),
         "volumeMounts": [
             {"name": "fuse", "mountPath": "/dev/fuse"},
             {"name": "cgroup", "mountPath": "/sys/fs/cgroup", "readOnly": True},
-            {"name": "mount-dir", "mountPath": mount_dir, "mountPropagation": "Bidirectional"},
+            # The mount dir's PARENT, so that a dead FUSE mount left by a killed agent (a
+            # liveness restart, an OOM kill) is no volume source: the runtime stats every
+            # source before it starts a container, and the stat of a dead FUSE mount fails
+            # ("transport endpoint is not connected"), so the agent could never start again.
+            # Inside, the new agent detaches the dead mount and mounts afresh.
+            {
+                "name": "mount-parent",
+                "mountPath": Dir(mount_dir),
+                "mountPropagation": "Bidirectional",
+            },
             {"name": "run", "mountPath": STATE_DIR},
         ],
     }
@@ -263,8 +279,8 @@ def daemonset() -> dict[str, Any]:
                             "hostPath": {"path": "/sys/fs/cgroup", "type": "Directory"},
                         },
                         {
-                            "name": "mount-dir",
-                            "hostPath": {"path": mount_dir, "type": "DirectoryOrCreate"},
+                            "name": "mount-parent",
+                            "hostPath": {"path": Dir(mount_dir), "type": "DirectoryOrCreate"},
                         },
                         # --state-dir: the repair records must outlive the agent pod.
                         {

@@ -21,6 +21,7 @@ Nodes:
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,13 @@ class Join:
     """A values list of strings joined with ``sep``."""
 
     sep: str
+    ref: Ref
+
+
+@dataclass(frozen=True)
+class Dir:
+    """The parent directory of the path at ``ref`` (``/var/lib`` for ``/var/lib/lxcfs``)."""
+
     ref: Ref
 
 
@@ -133,6 +141,8 @@ def evaluate(node: Any, values: dict[str, Any]) -> Any:
         return node.pattern % tuple(str(evaluate(a, values)) for a in node.args)
     if isinstance(node, Join):
         return node.sep.join(str(v) for v in evaluate(node.ref, values))
+    if isinstance(node, Dir):
+        return posixpath.dirname(str(evaluate(node.ref, values)).rstrip("/") or "/") or "/"
     if isinstance(node, If):
         chosen = node.then if holds(node.cond, values) else node.otherwise
         return chosen if chosen is OMIT else evaluate(chosen, values)
@@ -184,6 +194,8 @@ def _string_expr(node: Any) -> str:
         return f"printf {json.dumps(node.pattern)} {args}"
     if isinstance(node, Join):
         return f"join {json.dumps(node.sep)} {_values_expr(node.ref.path)}"
+    if isinstance(node, Dir):
+        return f'dir (trimSuffix "/" {_values_expr(node.ref.path)})'
     raise TypeError(f"not a value expression: {node!r}")
 
 
@@ -201,7 +213,7 @@ def _scalar(value: Any) -> str:
 
 
 def _is_expr(node: Any) -> bool:
-    return isinstance(node, Ref | Fmt | Join)
+    return isinstance(node, Ref | Fmt | Join | Dir)
 
 
 def _inline(node: Any) -> str | None:
