@@ -100,7 +100,7 @@ def review(body: Any, opts: InjectOptions) -> ReviewResult:
 def _mutated(
     api_version: str, uid: str, mutation: Mutation, namespace: str, name: str
 ) -> ReviewResult:
-    if not mutation.patch:
+    if not mutation.op_count:
         response = _allow(api_version, uid, warnings=mutation.warnings)
         reason = mutation.status or ""
         return ReviewResult(response, ReviewOutcome.UNCHANGED, reason, namespace, name)
@@ -110,7 +110,7 @@ def _mutated(
     response["response"]["patch"] = base64.b64encode(patch_json).decode("ascii")
     status = mutation.status or InjectionStatus.INJECTED
     return ReviewResult(
-        response, ReviewOutcome(status), status, namespace, name, patch_ops=len(mutation.patch)
+        response, ReviewOutcome(status), status, namespace, name, patch_ops=mutation.op_count
     )
 
 
@@ -158,6 +158,30 @@ def _allow(api_version: str, uid: str, warnings: list[str] | None = None) -> Adm
     if warnings:
         response["warnings"] = list(warnings)
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
+
+
+def encode_review(review: Mapping[str, Any]) -> bytes:
+    """The JSON body of an answer. The base64 patch (ASCII, nothing to escape) is spliced in
+    instead of passing through the encoder, which scanned its ~3 KB for ~15 µs per admission."""
+    response = review.get("response")
+    patch = response.get("patch") if isinstance(response, Mapping) else None
+    outer = {k: v for k, v in review.items() if k != "response"}
+    if not (isinstance(patch, str) and outer and _is_plain_ascii(patch)):
+        return json.dumps(review, separators=(",", ":")).encode()
+    inner = {k: v for k, v in response.items() if k != "patch"}  # type: ignore[union-attr]
+    return (
+        json.dumps(outer, separators=(",", ":"))[:-1]
+        + ',"response":'
+        + json.dumps(inner, separators=(",", ":"))[:-1]
+        + (',"patch":"' if inner else '"patch":"')
+        + patch
+        + '"}}'
+    ).encode()
+
+
+def _is_plain_ascii(text: str) -> bool:
+    """Printable ASCII without quote or backslash: JSON needs no escape in it."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
 def decode_patch(response: AdmissionReview) -> list[dict[str, Any]]:
