@@ -8,15 +8,20 @@ and mounts). Each row reports admissions/s and p50/p99 latency.
 
 Ratios, not absolute rates, are what a shared machine can compare: the "vs w1" column is a
 row's rate against the ``--workers 1`` row of the same review and connections, measured in the
-same run, and "CPU ms/1k" is the server processes' own CPU time (supervisor + workers, from
-/proc) per 1,000 admissions, which depends little on what else runs. "RSS MiB/worker" is the
-workers' resident memory after the row, divided by their number.
+same run; "CPU ms/1k" is the server processes' own CPU time (utime + stime of the supervisor
+and its workers, all threads, from /proc) per 1,000 admissions, and "x pure" that against
+the pure function's CPU per admission (JSON parse, ``review()``, answer encoding) measured in
+this process in the same run. "CPU split" is each worker's part of the workers' CPU time (how
+evenly the connections were spread). "RSS MiB/worker" is the workers' resident memory after
+the row, divided by their number.
 
 Usage::
 
     python bench/webhook_load.py                     # both reviews, 8 and 64 connections,
                                                      # --workers 1 and the default, 5 s each
     python bench/webhook_load.py --seconds 10 --json out.json
+    python bench/webhook_load.py --reuseport         # also: how SO_REUSEPORT would spread
+    python bench/webhook_load.py --doc docs/webhook.md   # also: the Markdown table, in place
     python bench/webhook_load.py --quick             # a few seconds: CI smoke
 
 The load average before and after the run is printed with the results.
