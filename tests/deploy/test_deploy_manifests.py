@@ -113,7 +113,7 @@ def test_node_agent_daemonset() -> None:
     assert container["command"] + container["args"] == [
         "kube-lxcfs",
         "fs",
-        "--metrics-address=0.0.0.0:9110",
+        "--metrics-address=:9110",
         "--health-deadline=10",
         "/var/lib/lxcfs",
     ]

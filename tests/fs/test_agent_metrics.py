@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from kube_lxcfs.cgroups.transient import Limits, MiB, create_cgroup, unique_name
-from kube_lxcfs.fuse.metrics import parse_address
+from kube_lxcfs.fuse.metrics import AddressError, parse_address
 from support.fsdaemons import RunningFs, start_kube_lxcfs
 from support.readers import read_files
 from support.waiting import wait_for
@@ -34,8 +34,9 @@ DEADLINE = 1.5
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+    """A port free on both loopbacks (the IPv6 tests listen on every address)."""
+    with socket.socket(socket.AF_INET6 if _ipv6_loopback() else socket.AF_INET) as s:
+        s.bind(("::" if s.family == socket.AF_INET6 else "127.0.0.1", 0))
         return s.getsockname()[1]
 
 
@@ -180,6 +181,75 @@ def test_a_hung_request_loop_turns_healthz_red_and_green_again(agent) -> None:
     wait_for(lambda: get(port, "/readyz")[0] == 200, timeout=DEADLINE * 3, what="ready again")
 
 
+def test_readyz_is_red_while_something_is_mounted_over_the_filesystem(agent) -> None:
+    """A mount over the mount point (a hostPath bind, a tmpfs) hides the files from every
+    new container: not ready until it is gone."""
+    fs, port = agent()
+    wait_for(lambda: get(port, "/readyz")[0] == 200, timeout=10, what="/readyz ok")
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "over", str(fs.mountpoint)], check=True
+    )
+    try:
+        assert get(port, "/readyz") == (503, "failed: the filesystem is not mounted\n")
+        assert get(port, "/healthz")[0] == 200  # the loop itself still answers
+    finally:
+        subprocess.run(["umount", str(fs.mountpoint)], check=True)
+    assert get(port, "/readyz")[0] == 200
+
+
+def test_readyz_is_red_once_the_mount_is_detached_and_the_agent_exits_after(agent) -> None:
+    """A lazy unmount (``umount -l``): red while a reader still holds a file open; when the
+    last one closes it, the daemon exits non-zero saying why (the kubelet restarts it)."""
+    fs, port = agent()
+    wait_for(lambda: get(port, "/readyz")[0] == 200, timeout=10, what="/readyz ok")
+    with open(fs.path("proc/meminfo"), "rb") as held:
+        subprocess.run(["umount", "-l", str(fs.mountpoint)], check=True)
+        assert get(port, "/readyz") == (503, "failed: the filesystem is not mounted\n")
+        assert held.read(9) == b"MemTotal:"  # the open file is still served
+    assert fs.process.wait(timeout=15) != 0
+    assert "the mount went away" in fs.log()
+
+
+def test_readyz_is_red_while_the_agents_own_read_gets_the_host_file(agent) -> None:
+    """The agent's self-read answered with the host's file (its cgroup is slow and has no
+    render of meminfo yet, so the read fails over after ``slow_wait``): red, with the
+    cause; green again once the background render lands."""
+    stall_ms = 3000
+    name = unique_name()
+    fs, port = agent("--health-deadline", "30", stall=f"{name}-stalled={stall_ms}")
+    wait_for(lambda: get(port, "/readyz")[0] == 200, timeout=10, what="/readyz ok")
+    with create_cgroup(name + "-home") as home, create_cgroup(name + "-stalled") as stalled:
+        home.add_pid(fs.process.pid)
+        try:
+            # A reader renders cpuinfo inline for the stall: the cgroup is slow afterwards.
+            reader = stalled.run(
+                [sys.executable, "-c", f"open({str(fs.path('proc/cpuinfo'))!r}).read()"]
+            )
+            assert reader.returncode == 0, reader.stderr
+            stalled.add_pid(fs.process.pid)  # the agent's next self-read is for the slow cgroup
+            _, why = wait_for(
+                lambda: (r := get(port, "/readyz"))[0] == 503 and r,
+                timeout=10,
+                what="/readyz red after a host answer to the self-read",
+            )
+            assert why == "failed: proc/meminfo for the agent's own cgroup: host (slow_cgroup)\n"
+            assert get(port, "/healthz")[0] == 200
+            assert (
+                sample(
+                    port, "kube_lxcfs_host_answers_total", file="/proc/meminfo", cause="slow_cgroup"
+                )
+                >= 1
+            )
+            wait_for(
+                lambda: get(port, "/readyz")[0] == 200,
+                timeout=stall_ms / 1000 + 10,
+                what="/readyz green once the cgroup's render landed",
+            )
+        finally:
+            home.add_pid(fs.process.pid)
+            fs.stop()
+
+
 def test_bad_metrics_address_is_a_one_line_error() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "kube_lxcfs", "fs", "--metrics-address", "nope", "/nonexistent"],
@@ -193,10 +263,64 @@ def test_bad_metrics_address_is_a_one_line_error() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("0.0.0.0:9110", ("0.0.0.0", 9110)), ("[::1]:80", ("::1", 80)), (":1", ("0.0.0.0", 1))],
+    [
+        ("0.0.0.0:9110", ("0.0.0.0", 9110)),
+        ("[::1]:80", ("::1", 80)),
+        ("[::]:80", ("::", 80)),
+        (":1", ("", 1)),
+    ],
 )
 def test_parse_address(text: str, expected: tuple[str, int]) -> None:
     assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize("text", ["::1:80", "[::1:80", "localhost", "127.0.0.1:65536"])
+def test_parse_address_refuses(text: str) -> None:
+    with pytest.raises(AddressError):
+        parse_address(text)
+
+
+def _get_at(host: str, port: int, path: str) -> int:
+    url_host = f"[{host}]" if ":" in host else host
+    with urllib.request.urlopen(f"http://{url_host}:{port}{path}", timeout=5) as answer:
+        return answer.status
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("address", "reachable", "unreachable"),
+    [
+        ("[::1]", ["::1"], ["127.0.0.1"]),
+        ("[::]", ["::1", "127.0.0.1"], []),
+        ("", ["::1", "127.0.0.1"], []),  # --metrics-address :PORT, the chart's
+        ("127.0.0.1", ["127.0.0.1"], ["::1"]),
+    ],
+)
+def test_metrics_listen_on_ipv6_when_asked(
+    tmp_path: Path, monkeypatch, address: str, reachable: list[str], unreachable: list[str]
+) -> None:
+    if not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this machine")
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        pytest.skip("needs root and /dev/fuse")
+    port = free_port()
+    fs = start_kube_lxcfs(tmp_path / "mnt", "--no-repair", "--metrics-address", f"{address}:{port}")
+    try:
+        for host in reachable:
+            assert _get_at(host, port, "/healthz") == 200, host
+        for host in unreachable:
+            with pytest.raises(urllib.error.URLError):
+                _get_at(host, port, "/healthz")
+    finally:
+        fs.stop()
 
 
 PROMETHEUS = "/usr/bin/prometheus"

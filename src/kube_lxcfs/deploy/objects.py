@@ -175,7 +175,7 @@ def daemonset() -> dict[str, Any]:
         "imagePullPolicy": Ref("nodeAgent.image.pullPolicy"),
         "command": ["kube-lxcfs", "fs"],
         "args": [
-            If(metrics, Fmt("--metrics-address=0.0.0.0:%s", Ref("nodeAgent.metrics.port"))),
+            If(metrics, Fmt("--metrics-address=:%s", Ref("nodeAgent.metrics.port"))),
             If(
                 metrics,
                 Fmt("--health-deadline=%s", Ref("nodeAgent.metrics.healthDeadlineSeconds")),

@@ -63,14 +63,41 @@ class AddressError(KubeLxcfsError, ValueError):
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    """``"0.0.0.0:9110"``, ``"[::1]:9110"``, ``":9110"`` (all addresses) → (host, port)."""
+    """``"0.0.0.0:9110"``, ``"[::1]:9110"``, ``":9110"`` → (host, port).
+
+    An empty host (``:9110``) means every address of both families: see :func:`listen_family`.
+    """
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise AddressError(
             f"expected HOST:PORT with a port 0-65535 (0: any free port, logged), got {text!r}"
         )
-    host = host.strip("[]")
-    return host or "0.0.0.0", int(port)
+    if host.startswith("[") != host.endswith("]") or (":" in host and not host.startswith("[")):
+        raise AddressError(f"write an IPv6 address in brackets, e.g. [::1]:{port}, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def listen_family(host: str) -> tuple[socket.AddressFamily, str]:
+    """The socket family and bind address for ``host``.
+
+    An IPv6 address listens on IPv6; ``""`` and ``"::"`` on every address of both families
+    (one dual-stack socket, so that the kubelet's probe reaches the pod on an IPv6-only or a
+    dual-stack cluster too), or on every IPv4 address where the kernel has no IPv6.
+    """
+    if host in ("", "::"):
+        if socket.has_ipv6 and _ipv6_works():
+            return socket.AF_INET6, "::"
+        return socket.AF_INET, "0.0.0.0"
+    return (socket.AF_INET6 if ":" in host else socket.AF_INET), host
+
+
+def _ipv6_works() -> bool:
+    """Whether an IPv6 socket can be made (not with ``ipv6.disable=1`` on the kernel line)."""
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
@@ -331,6 +358,22 @@ class _ShellCollector(Collector):
             )
 
 
+class _Server(ThreadingHTTPServer):
+    """The HTTP server on a socket of ``family``; ``::`` also takes IPv4 (dual stack)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any, family: socket.AddressFamily):
+        self.address_family = family
+        super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6 and self.server_address[0] == "::":
+            # not left to net.ipv6.bindv6only: "every address" includes IPv4
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
 class MetricsServer:
     """Plain HTTP on its own thread: /metrics, /healthz, /readyz."""
 
@@ -339,21 +382,12 @@ class MetricsServer:
     ) -> None:
         self.metrics = metrics
         self.mounted = mounted
-        handler = _handler(self)
-        server_class = ThreadingHTTPServer
-        if ":" in address[0]:
-
-            class _V6(ThreadingHTTPServer):
-                address_family = socket.AF_INET6
-
-            server_class = _V6
+        family, host = listen_family(address[0])
+        shown = f"[{host}]:{address[1]}" if family == socket.AF_INET6 else f"{host}:{address[1]}"
         try:
-            self.httpd = server_class(address, handler)
+            self.httpd = _Server((host, address[1]), _handler(self), family)
         except OSError as exc:
-            raise KubeLxcfsError(
-                f"cannot serve metrics on {address[0]}:{address[1]}: {exc.strerror}"
-            ) from exc
-        self.httpd.daemon_threads = True
+            raise KubeLxcfsError(f"cannot serve metrics on {shown}: {exc.strerror}") from exc
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, name="metrics-http", daemon=True
         )
