@@ -665,13 +665,26 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.doc:
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         note = (
-            f"{when}, {cpus} CPUs, load average {load_before[0]:.2f} before and"
+            f"{when}, code of commit {commit or '?'}, {cpus} CPUs, load average"
+            f" {load_before[0]:.2f} before and"
             f" {load_after[0]:.2f} after, load generator {generator} on the same CPUs,"
             f" {seconds:g} s per row; pure function: "
             + ", ".join(f"{pure_us[n]:.0f} CPU ms/1k ({n})" for n in bodies)
         )
-        write_doc_table(Path(args.doc), note, headers, table)
+        extra = [
+            f"SO_REUSEPORT (2 listeners, {n} new connections, {len(shares)} rounds): the busier"
+            f" listener got {statistics.mean(shares) * 100:.0f} % on average,"
+            f" {max(shares) * 100:.0f} % at worst."
+            for n, shares in spread.items()
+        ]
+        write_doc_table(Path(args.doc), note, headers, table, extra)
     if args.json:
         result = {
             "body_bytes": rows[0]["body_bytes"] if rows else 0,
@@ -713,7 +726,9 @@ DOC_BEGIN = "<!-- webhook-load:begin -->"
 DOC_END = "<!-- webhook-load:end -->"
 
 
-def write_doc_table(doc: Path, note: str, headers: list[str], table: list[list[str]]) -> None:
+def write_doc_table(
+    doc: Path, note: str, headers: list[str], table: list[list[str]], extra: list[str]
+) -> None:
     """Replace the lines between the two markers of ``doc`` with this run's table."""
     text = doc.read_text()
     if text.count(DOC_BEGIN) != 1 or text.count(DOC_END) != 1:
@@ -726,6 +741,7 @@ def write_doc_table(doc: Path, note: str, headers: list[str], table: list[list[s
         "| " + " | ".join(headers) + " |",
         "|" + "---|" * len(headers),
         *("| " + " | ".join(cells) + " |" for cells in table),
+        *(["", *extra] if extra else []),
     ]
     doc.write_text(head + DOC_BEGIN + "\n" + "\n".join(lines) + "\n" + DOC_END + tail)
     print(f"wrote the table into {doc}")
