@@ -677,6 +677,12 @@ def main(argv: list[str] | None = None) -> int:
             f" {load_after[0]:.2f} after, load generator {generator} on the same CPUs,"
             f" {seconds:g} s per row; pure function: "
             + ", ".join(f"{pure_us[n]:.0f} CPU ms/1k ({n})" for n in bodies)
+            + (
+                f". **Not a quiet machine** (load average above {QUIET_LOAD:g} before the run):"
+                " other work shared the CPUs, so rates and p99 are low and CPU inflated"
+                if load_before[0] > QUIET_LOAD
+                else f". A quiet machine (load average at most {QUIET_LOAD:g} before the run)"
+            )
         )
         extra = [
             f"SO_REUSEPORT (2 listeners, {n} new connections, {len(shares)} rounds): the busier"
@@ -722,6 +728,7 @@ def row_cells(
     ]
 
 
+QUIET_LOAD = 1.0
 DOC_BEGIN = "<!-- webhook-load:begin -->"
 DOC_END = "<!-- webhook-load:end -->"
 
