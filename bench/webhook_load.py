@@ -8,15 +8,20 @@ and mounts). Each row reports admissions/s and p50/p99 latency.
 
 Ratios, not absolute rates, are what a shared machine can compare: the "vs w1" column is a
 row's rate against the ``--workers 1`` row of the same review and connections, measured in the
-same run, and "CPU ms/1k" is the server processes' own CPU time (supervisor + workers, from
-/proc) per 1,000 admissions, which depends little on what else runs. "RSS MiB/worker" is the
-workers' resident memory after the row, divided by their number.
+same run; "CPU ms/1k" is the server processes' own CPU time (utime + stime of the supervisor
+and its workers, all threads, from /proc) per 1,000 admissions, and "x pure" that against
+the pure function's CPU per admission (JSON parse, ``review()``, answer encoding) measured in
+this process in the same run. "CPU split" is each worker's part of the workers' CPU time (how
+evenly the connections were spread). "RSS MiB/worker" is the workers' resident memory after
+the row, divided by their number.
 
 Usage::
 
     python bench/webhook_load.py                     # both reviews, 8 and 64 connections,
                                                      # --workers 1 and the default, 5 s each
     python bench/webhook_load.py --seconds 10 --json out.json
+    python bench/webhook_load.py --reuseport         # also: how SO_REUSEPORT would spread
+    python bench/webhook_load.py --doc docs/webhook.md   # also: the Markdown table, in place
     python bench/webhook_load.py --quick             # a few seconds: CI smoke
 
 The load average before and after the run is printed with the results.
@@ -660,13 +665,32 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.doc:
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         note = (
-            f"{when}, {cpus} CPUs, load average {load_before[0]:.2f} before and"
+            f"{when}, code of commit {commit or '?'}, {cpus} CPUs, load average"
+            f" {load_before[0]:.2f} before and"
             f" {load_after[0]:.2f} after, load generator {generator} on the same CPUs,"
             f" {seconds:g} s per row; pure function: "
             + ", ".join(f"{pure_us[n]:.0f} CPU ms/1k ({n})" for n in bodies)
+            + (
+                f". **Not a quiet machine** (load average above {QUIET_LOAD:g} before the run):"
+                " other work shared the CPUs, so rates and p99 are low and CPU inflated"
+                if load_before[0] > QUIET_LOAD
+                else f". A quiet machine (load average at most {QUIET_LOAD:g} before the run)"
+            )
         )
-        write_doc_table(Path(args.doc), note, headers, table)
+        extra = [
+            f"SO_REUSEPORT (2 listeners, {n} new connections, {len(shares)} rounds): the busier"
+            f" listener got {statistics.mean(shares) * 100:.0f} % on average,"
+            f" {max(shares) * 100:.0f} % at worst."
+            for n, shares in spread.items()
+        ]
+        write_doc_table(Path(args.doc), note, headers, table, extra)
     if args.json:
         result = {
             "body_bytes": rows[0]["body_bytes"] if rows else 0,
@@ -704,11 +728,14 @@ def row_cells(
     ]
 
 
+QUIET_LOAD = 1.0
 DOC_BEGIN = "<!-- webhook-load:begin -->"
 DOC_END = "<!-- webhook-load:end -->"
 
 
-def write_doc_table(doc: Path, note: str, headers: list[str], table: list[list[str]]) -> None:
+def write_doc_table(
+    doc: Path, note: str, headers: list[str], table: list[list[str]], extra: list[str]
+) -> None:
     """Replace the lines between the two markers of ``doc`` with this run's table."""
     text = doc.read_text()
     if text.count(DOC_BEGIN) != 1 or text.count(DOC_END) != 1:
@@ -721,6 +748,7 @@ def write_doc_table(doc: Path, note: str, headers: list[str], table: list[list[s
         "| " + " | ".join(headers) + " |",
         "|" + "---|" * len(headers),
         *("| " + " | ".join(cells) + " |" for cells in table),
+        *(["", *extra] if extra else []),
     ]
     doc.write_text(head + DOC_BEGIN + "\n" + "\n".join(lines) + "\n" + DOC_END + tail)
     print(f"wrote the table into {doc}")

@@ -81,6 +81,44 @@ def parse_head(buf: bytearray | bytes) -> _Head | None:
 
     Lines may end in CRLF or LF. Raises ``_Reject`` for what cannot become a request.
     """
+    end = buf.find(b"\r\n\r\n")
+    if 0 <= end < MAX_LINE:
+        head = bytes(buf[:end])
+        if head.count(b"\n") == head.count(b"\r\n"):  # CRLF only: the usual request
+            lines = head.decode("latin-1").split("\r\n")
+            return _parse_lines(lines, end + 4)
+    return _parse_head_by_line(buf)
+
+
+def _parse_lines(lines: list[str], size: int) -> _Head:
+    """A complete head, split into lines without their ends (none longer than MAX_LINE)."""
+    method, target, version = _request_line(lines[0], lines[0].encode("latin-1"))
+    if len(lines) > MAX_HEADERS:
+        raise _Reject(431, f"more than {MAX_HEADERS} headers")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        name = name.strip()
+        if not sep or not name:
+            raise _Reject(400, "bad header line")
+        headers[name.lower()] = value.strip()
+    return _Head(method, target, version, headers, size)
+
+
+def _request_line(text: str, raw: bytes) -> tuple[str, str, str]:
+    parts = text.split()
+    if len(parts) != 3:
+        raise _Reject(400, f"bad request line {raw[:100]!r}")
+    method, target, version = parts
+    if not HTTP_VERSION.fullmatch(version):  # e.g. the rest of a body longer than announced
+        raise _Reject(400, f"bad HTTP version {version[:20]!r}")
+    if not version.startswith("HTTP/1."):
+        raise _Reject(505, f"HTTP version {version[:20]!r} not supported")
+    return method, target, version
+
+
+def _parse_head_by_line(buf: bytearray | bytes) -> _Head | None:
+    """``parse_head`` for any line ends, incomplete heads and the limits, line by line."""
     end = buf.find(b"\n")
     if end < 0:
         if len(buf) > MAX_LINE:
@@ -89,14 +127,7 @@ def parse_head(buf: bytearray | bytes) -> _Head | None:
     if end + 1 > MAX_LINE:
         raise _Reject(414, "request line too long")
     line = bytes(buf[: end + 1])
-    parts = line.decode("latin-1").split()
-    if len(parts) != 3:
-        raise _Reject(400, f"bad request line {line[:100]!r}")
-    method, target, version = parts
-    if not HTTP_VERSION.fullmatch(version):  # e.g. the rest of a body longer than announced
-        raise _Reject(400, f"bad HTTP version {version[:20]!r}")
-    if not version.startswith("HTTP/1."):
-        raise _Reject(505, f"HTTP version {version[:20]!r} not supported")
+    method, target, version = _request_line(line.decode("latin-1"), line)
     headers: dict[str, str] = {}
     start = end + 1
     for _ in range(MAX_HEADERS):
@@ -486,7 +517,7 @@ class HttpsLoop:
                 for key, mask in select(timeout):
                     data = key.data
                     if data is None:
-                        self._accept()
+                        self._accept_guarded()
                     elif data == "wake":
                         with contextlib.suppress(OSError):
                             self._wake_r.recv(4096)
@@ -529,6 +560,12 @@ class HttpsLoop:
         except Exception:  # a bug: one structured line (with its traceback), not stderr noise
             log.exception("connection failed", extra={"peer": str(conn.peer)})
             conn.close()
+
+    def _accept_guarded(self) -> None:
+        try:
+            self._accept()
+        except Exception:  # a bug: log it and keep the loop (and every connection) alive
+            log.exception("accept failed")
 
     def _accept(self) -> None:
         owner = self.owner
