@@ -15,6 +15,10 @@ Usage (as root)::
     python bench/fs_read.py --quick    # a few seconds: CI smoke
     python bench/fs_read.py --json out.json
 
+Bind-mounted rows read /proc/meminfo the way a container does: the daemon's file
+bind-mounted over /proc/meminfo in the reader's own mount namespace, so the kernel
+walks one FUSE path component (the file) instead of three from the mount point.
+
 Scale rows move one reader through 1, 100 and 500 distinct cgroups (it joins the
 next cgroup every few reads; the move itself is not timed) and then repeat the
 1-cgroup row on the daemon that has seen them all.  "kube-lxcfs (no render
@@ -228,16 +232,25 @@ def measure(
     label: str | None = None,
     scenario: str = "main",
     skip_readers: int = 0,
+    bind_mounted: bool = False,
 ) -> Row:
     """Run ``readers`` readers of one file for ``duration`` seconds; one row.
 
     Reader ``i`` runs in ``cgroups[i % len(cgroups)]``; the first ``skip_readers``
     readers run but are left out of the figures (the stalled reader of the stall rows).
+    ``bind_mounted``: each reader reads /<file> in its own mount namespace where the
+    daemon's file is bind-mounted over it, as a container does (one path component on
+    the FUSE side instead of the whole walk from the mount point).
     """
     all_cpus = set(range(os.cpu_count() or 1))
     cpus = {0} if pinned else all_cpus
     pin_daemon(target.daemon_pid, cpus)
     path = target.root / file
+    prefix: list[str] = []
+    if bind_mounted:
+        bind = f'mount --bind {path} /{file} && exec "$@"'
+        prefix = ["unshare", "--mount", "sh", "-c", bind, "sh"]
+        path = Path("/", file)
     with tempfile.TemporaryDirectory(prefix="kube-lxcfs-bench-") as tmp:
         hop_args: list[str] = []
         if hop_every and len(cgroups) > 1:
@@ -251,7 +264,14 @@ def measure(
             cg = cgroups[i % len(cgroups)]
             procs.append(
                 cg.popen(
-                    [str(reader), str(path), str(int(duration * 1000)), f"{tmp}/lat{i}", *hop_args],
+                    [
+                        *prefix,
+                        str(reader),
+                        str(path),
+                        str(int(duration * 1000)),
+                        f"{tmp}/lat{i}",
+                        *hop_args,
+                    ],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     preexec_fn=lambda: os.sched_setaffinity(0, cpus),
@@ -386,6 +406,22 @@ def run(quick: bool, targets: Sequence[str]) -> list[Row]:
                         )
                         rows.append(row)
                         print_row(row)
+        for file in files[:1]:
+            for target in (t for t in (lx, kl) if t is not None):
+                row = measure(
+                    reader,
+                    target,
+                    file=file,
+                    cgroups=[main_cg],
+                    readers=1,
+                    pinned=True,
+                    duration=duration,
+                    label=f"{target.name} (bind-mounted)",
+                    scenario="bind-mounted",
+                    bind_mounted=True,
+                )
+                rows.append(row)
+                print_row(row)
         rows += scale_rows(
             reader,
             daemons=[t for t in (lx, kl, counted, nocache) if t is not None],

@@ -8,15 +8,20 @@ and mounts). Each row reports admissions/s and p50/p99 latency.
 
 Ratios, not absolute rates, are what a shared machine can compare: the "vs w1" column is a
 row's rate against the ``--workers 1`` row of the same review and connections, measured in the
-same run, and "CPU ms/1k" is the server processes' own CPU time (supervisor + workers, from
-/proc) per 1,000 admissions, which depends little on what else runs. "RSS MiB/worker" is the
-workers' resident memory after the row, divided by their number.
+same run; "CPU ms/1k" is the server processes' own CPU time (utime + stime of the supervisor
+and its workers, all threads, from /proc) per 1,000 admissions, and "x pure" that against
+the pure function's CPU per admission (JSON parse, ``review()``, answer encoding) measured in
+this process in the same run. "CPU split" is each worker's part of the workers' CPU time (how
+evenly the connections were spread). "RSS MiB/worker" is the workers' resident memory after
+the row, divided by their number.
 
 Usage::
 
     python bench/webhook_load.py                     # both reviews, 8 and 64 connections,
                                                      # --workers 1 and the default, 5 s each
     python bench/webhook_load.py --seconds 10 --json out.json
+    python bench/webhook_load.py --reuseport         # also: how SO_REUSEPORT would spread
+    python bench/webhook_load.py --doc docs/webhook.md   # also: the Markdown table, in place
     python bench/webhook_load.py --quick             # a few seconds: CI smoke
 
 The load average before and after the run is printed with the results.
@@ -48,7 +53,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from kube_lxcfs.deploy.certs import generate_bundle  # noqa: E402
-from kube_lxcfs.webhook.admission import review  # noqa: E402
+from kube_lxcfs.webhook.admission import encode_review, review  # noqa: E402
 from kube_lxcfs.webhook.config import InjectOptions  # noqa: E402
 
 SERVICE, NAMESPACE = "kube-lxcfs-webhook", "kube-lxcfs"
@@ -140,16 +145,21 @@ def small_review() -> dict[str, Any]:
     return review_
 
 
-def reference_rate(body: bytes, seconds: float) -> float:
-    """In-process ``review()`` (parse + decide + dump) per second: the no-HTTP, no-TLS baseline."""
+def reference_cost(body: bytes, seconds: float) -> tuple[float, float]:
+    """The pure function in this process, no HTTP, no TLS: parse + ``review()`` + encode.
+    (admissions per second of wall time, CPU µs per admission); the server rows' CPU is
+    compared with the second."""
     opts = InjectOptions()
     count = 0
-    end = time.perf_counter() + seconds
+    cpu_start = time.process_time()
+    start = time.perf_counter()
+    end = start + seconds
     while time.perf_counter() < end:
         for _ in range(50):
-            json.dumps(review(json.loads(body), opts).response)
+            encode_review(review(json.loads(body), opts).response)
         count += 50
-    return count / seconds
+    wall = time.perf_counter() - start
+    return count / wall, (time.process_time() - cpu_start) / count * 1e6
 
 
 # ---------------------------------------------------------------- load-generator process
@@ -298,16 +308,69 @@ def process_tree(pid: int) -> list[int]:
     return [pid, *(int(k) for k in kids)]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process tree so far (from /proc/PID/stat)."""
-    total = 0.0
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """User + system CPU seconds (utime + stime of /proc/PID/stat, all threads) of ``pid``
+    and of each of its children so far."""
+    result = {}
     for one in process_tree(pid):
         try:
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        result[one] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process tree so far (from /proc/PID/stat)."""
+    return sum(cpu_by_process(pid).values())
+
+
+def worker_shares(pid: int, before: dict[int, float], after: dict[int, float]) -> list[float]:
+    """Each worker's part of the workers' CPU time between two readings (how evenly the
+    connections were spread); [1.0] for a single process."""
+    used = [after[p] - before.get(p, 0.0) for p in after if p != pid] or [1.0]
+    total = sum(used) or 1.0
+    return sorted((u / total for u in used), reverse=True)
+
+
+def reuseport_spread(listeners: int, connections: int, rounds: int) -> list[float]:
+    """SO_REUSEPORT, measured: ``listeners`` sockets on one port, ``connections`` new loopback
+    connections per round; the largest listener's share of each round's connections."""
+    shares = []
+    for _ in range(rounds):
+        socks = []
+        try:
+            first = socket.socket()
+            first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            first.bind(("127.0.0.1", 0))
+            first.listen(connections)
+            socks.append(first)
+            port = first.getsockname()[1]
+            for _ in range(listeners - 1):
+                other = socket.socket()
+                other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                other.bind(("127.0.0.1", port))
+                other.listen(connections)
+                socks.append(other)
+            clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(connections)]
+            counts = []
+            for listener in socks:
+                listener.setblocking(False)
+                count = 0
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        accepted, _ = listener.accept()
+                        accepted.close()
+                        count += 1
+                counts.append(count)
+            for client in clients:
+                client.close()
+            shares.append(max(counts) / connections)
+        finally:
+            for listener in socks:
+                listener.close()
+    return shares
 
 
 def workers_rss_mib(pid: int) -> tuple[float, int]:
@@ -436,12 +499,14 @@ def run_load(
 ) -> dict[str, Any]:
     if use_wrk:
         run_wrk(port, tmp, connections, warmup)  # warm-up, not counted
-        cpu_before = cpu_seconds(server_pid)
+        before = cpu_by_process(server_pid)
         row = run_wrk(port, tmp, connections, seconds)
     else:
-        cpu_before = cpu_seconds(server_pid)
+        before = cpu_by_process(server_pid)
         row = run_python_client(port, tmp, connections, seconds, warmup=warmup, cpu=cpu)
-    cpu_used = cpu_seconds(server_pid) - cpu_before
+    after = cpu_by_process(server_pid)
+    cpu_used = sum(after.values()) - sum(before.values())
+    row["worker_cpu_shares"] = worker_shares(server_pid, before, after)
     row["connections"] = connections
     row["server_cpu_ms_per_1k"] = cpu_used / row["total"] * 1e6 if row["total"] else 0.0
     row["server_cpu_us"] = row["server_cpu_ms_per_1k"]  # the same number: µs per admission
@@ -462,6 +527,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run for CI smoke tests")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument(
+        "--doc",
+        metavar="FILE",
+        help="also write the table as Markdown into FILE, between the lines"
+        f" {DOC_BEGIN!r} and {DOC_END!r} (docs/webhook.md)",
+    )
+    parser.add_argument(
+        "--reuseport",
+        action="store_true",
+        help="also measure how SO_REUSEPORT would spread the connections over the workers",
+    )
     parser.add_argument("--connections", default=None, help="comma list (default 8,64)")
     parser.add_argument("--seconds", type=float, default=None, help="per row (default 5)")
     parser.add_argument(
@@ -511,12 +587,13 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
     refs: dict[str, float] = {}
+    pure_us: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="kube-lxcfs-bench-") as tmpdir:
         tmp = Path(tmpdir)
         for name in bodies:
             body = json.dumps(BODIES[name]()).encode()
             check_answer(body)
-            refs[name] = reference_rate(body, 0.3 if args.quick else 1.0)
+            refs[name], pure_us[name] = reference_cost(body, 0.3 if args.quick else 1.0)
             (tmp / "body.json").write_bytes(body)
             for workers in worker_counts:
                 server, port = start_server(tmp, args.server_cpu, workers)
@@ -558,38 +635,123 @@ def main(argv: list[str] | None = None) -> int:
             None,
         )
 
+    spread = {}
+    if args.reuseport:
+        for n in levels:
+            spread[n] = reuseport_spread(2, n, 20 if args.quick else 200)
+
+    generator = "wrk" if use_wrk else "Python client"
     print("kube-lxcfs webhook load: TLS, keep-alive, POST /mutate")
     print(
-        f"load generator: {'wrk' if use_wrk else 'Python client'}; {cpus} CPUs; load average"
+        f"load generator: {generator}; {cpus} CPUs; load average"
         f" {load_before[0]:.2f} before, {load_after[0]:.2f} after"
     )
     for name in bodies:
-        print(f"reference: in-process review() of the {name} review {refs[name]:,.0f}/s")
-    print(
-        f"{'review':>14} {'workers':>8} {'conns':>6} {'admissions/s':>13} {'p50 ms':>8}"
-        f" {'p99 ms':>8} {'vs w1':>6} {'CPU ms/1k':>10} {'RSS MiB/worker':>15} {'errors':>7}"
-    )
-    for row in rows:
-        ref = base(row)
-        ratio = f"{row['rate'] / ref['rate']:.2f}" if ref else "-"
-        label = f"{row['body']} {row['body_bytes'] / 1000:.1f}KB"
         print(
-            f"{label:>14} {row['workers_flag'] + '=' + str(row['workers']):>8}"
-            f" {row['connections']:>6} {row['rate']:>13,.0f} {row['p50_ms']:>8.2f}"
-            f" {row['p99_ms']:>8.2f} {ratio:>6} {row['server_cpu_ms_per_1k']:>10.0f}"
-            f" {row['rss_mib_per_worker']:>15.1f} {row['errors']:>7}"
+            f"reference: the pure function in-process (parse, review(), encode) for the {name}"
+            f" review: {refs[name]:,.0f}/s, {pure_us[name]:.0f} CPU ms/1k"
         )
+    table = [[cell for _, cell in row_cells(row, base(row), pure_us)] for row in rows]
+    headers = [title for title, _ in row_cells(rows[0], None, pure_us)] if rows else []
+    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
+    print(" ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
+    for cells in table:
+        print(" ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
+    for n, shares in spread.items():
+        print(
+            f"SO_REUSEPORT, 2 listeners, {n} connections: largest share per round"
+            f" {statistics.mean(shares):.2f} on average, {max(shares):.2f} at worst"
+            f" ({len(shares)} rounds); balanced: 0.50"
+        )
+    if args.doc:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        note = (
+            f"{when}, code of commit {commit or '?'}, {cpus} CPUs, load average"
+            f" {load_before[0]:.2f} before and"
+            f" {load_after[0]:.2f} after, load generator {generator} on the same CPUs,"
+            f" {seconds:g} s per row; pure function: "
+            + ", ".join(f"{pure_us[n]:.0f} CPU ms/1k ({n})" for n in bodies)
+            + (
+                f". **Not a quiet machine** (load average above {QUIET_LOAD:g} before the run):"
+                " other work shared the CPUs, so rates and p99 are low and CPU inflated"
+                if load_before[0] > QUIET_LOAD
+                else f". A quiet machine (load average at most {QUIET_LOAD:g} before the run)"
+            )
+        )
+        extra = [
+            f"SO_REUSEPORT (2 listeners, {n} new connections, {len(shares)} rounds): the busier"
+            f" listener got {statistics.mean(shares) * 100:.0f} % on average,"
+            f" {max(shares) * 100:.0f} % at worst."
+            for n, shares in spread.items()
+        ]
+        write_doc_table(Path(args.doc), note, headers, table, extra)
     if args.json:
         result = {
             "body_bytes": rows[0]["body_bytes"] if rows else 0,
             "reference_rates": refs,
+            "pure_cpu_us": pure_us,
             "load_before": load_before,
             "load_after": load_after,
             "load_generator": "wrk" if use_wrk else "python",
+            "reuseport_largest_share": spread,
             "rows": rows,
         }
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def row_cells(
+    row: dict[str, Any], ref: dict[str, Any] | None, pure_us: dict[str, float]
+) -> list[tuple[str, str]]:
+    """(column title, text) of one result row, for the terminal and the Markdown table."""
+    label = "1.7 KB" if row["body"] == "small" else "10 KB" if row["body"] == "large" else ""
+    workers = str(row["workers"]) + (" (default)" if row["workers_flag"] == "default" else "")
+    return [
+        ("review", f"{label or row['body']}"),
+        ("workers", workers),
+        ("conns", str(row["connections"])),
+        ("admissions/s", f"{row['rate']:,.0f}"),
+        ("p50 ms", f"{row['p50_ms']:.2f}"),
+        ("p99 ms", f"{row['p99_ms']:.2f}"),
+        ("vs w1", f"{row['rate'] / ref['rate']:.2f}" if ref else "-"),
+        ("CPU ms/1k", f"{row['server_cpu_ms_per_1k']:.0f}"),
+        ("x pure", f"{row['server_cpu_ms_per_1k'] / pure_us[row['body']]:.2f}"),
+        ("CPU split", "/".join(f"{share * 100:.0f}" for share in row["worker_cpu_shares"])),
+        ("RSS MiB/worker", f"{row['rss_mib_per_worker']:.1f}"),
+        ("errors", str(row["errors"])),
+    ]
+
+
+QUIET_LOAD = 1.0
+DOC_BEGIN = "<!-- webhook-load:begin -->"
+DOC_END = "<!-- webhook-load:end -->"
+
+
+def write_doc_table(
+    doc: Path, note: str, headers: list[str], table: list[list[str]], extra: list[str]
+) -> None:
+    """Replace the lines between the two markers of ``doc`` with this run's table."""
+    text = doc.read_text()
+    if text.count(DOC_BEGIN) != 1 or text.count(DOC_END) != 1:
+        raise SystemExit(f"{doc}: needs one {DOC_BEGIN} line and one {DOC_END} line")
+    head, rest = text.split(DOC_BEGIN + "\n", 1)
+    _, tail = rest.split(DOC_END, 1)
+    lines = [
+        f"Measured {note}.",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+        *("| " + " | ".join(cells) + " |" for cells in table),
+        *(["", *extra] if extra else []),
+    ]
+    doc.write_text(head + DOC_BEGIN + "\n" + "\n".join(lines) + "\n" + DOC_END + tail)
+    print(f"wrote the table into {doc}")
 
 
 if __name__ == "__main__":

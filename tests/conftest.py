@@ -19,6 +19,13 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p
 )
 
+# Property tests check behaviour, not speed (bench/ measures speed): no per-example
+# deadline, which a loaded CI machine would turn into flaky failures.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("kube-lxcfs", deadline=None)
+settings.load_profile("kube-lxcfs")
+
 
 # --- running filesystems (shared by every tier that reads through a mount) ---
 

@@ -10,10 +10,11 @@ sampler.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from kube_lxcfs.cgroups.errors import CgroupUnavailable
@@ -83,6 +84,20 @@ class RenderContext:
         )
         self._cgroup_dirs: dict[str, str] = {}
         self._inodes: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def looking_only(self) -> Iterator[None]:
+        """Renders inside use what the caches hold but add nothing to them.
+
+        For a ``stat``'s size: a runtime bind-mounting a container's files stats them
+        from the container's cgroup before the container's limits are written; kept,
+        that render would answer the container's first reads with no limits.
+        """
+        self.cache.keeping = self.cgroups.limits.keeping = False
+        try:
+            yield
+        finally:
+            self.cache.keeping = self.cgroups.limits.keeping = True
 
     # --- host files ---------------------------------------------------------------------
 

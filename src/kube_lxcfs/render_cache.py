@@ -127,6 +127,8 @@ class RenderCache:
         self._next_prune = 0.0
         self._slow_since_log = 0
         self._next_slow_log = float("-inf")
+        self.keeping = True
+        """``False``: renders are looked up but new ones are not kept (a ``stat``'s render)."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -145,6 +147,10 @@ class RenderCache:
         hit = None if entry is None else (entry[0], entry[1])
         if hit is not None and now - hit[0] < ttl:
             return hit[1]
+        if not self.keeping:
+            if self._slow and self._is_slow(group, now):
+                raise CgroupSlow("this cgroup's files are slow to read: no render for a stat")
+            return render()
         if self._slow and self._is_slow(group, now):
             return self._serve_slow(key, group, render, hit, now)
         data = render()

@@ -47,7 +47,7 @@ from kube_lxcfs.views.sysinfo import SysinfoValues
 log = logging.getLogger(__name__)
 
 DIR = Node("dir", 0o555)
-PROC_FILE = Node("file", 0o444)
+PROC_FILE = Node("file", 0o444, per_reader_size=True)
 
 MIRROR_LABEL = CPU_DIR + "/*"
 """The metrics' file label of every mirrored host file outside the table."""
@@ -170,6 +170,12 @@ class ProcTree:
             return self.mirror.listdir(path)
         prefix = path.rstrip("/") + "/"
         return [name for name in self._children.get(path, ()) if self._exists(prefix + name)]
+
+    def text_length(self, path: str, pid: int) -> int:
+        """``len(read(path, pid))`` now, keeping nothing for later reads (and not counted
+        as a read): see :meth:`kube_lxcfs.context.RenderContext.looking_only`."""
+        with self.context.looking_only():
+            return len(self._read(path, pid, None))
 
     def read(self, path: str, pid: int) -> bytes:
         """The content of ``path`` for process ``pid``; the host's on any fault.

@@ -24,6 +24,8 @@ class TtlCache:
         self.clock = clock
         self._values: dict[Hashable, tuple[float, Any]] = {}
         self._next_prune = 0.0
+        self.keeping = True
+        """``False``: values are looked up but new ones are not kept (a ``stat``'s render)."""
 
     def __len__(self) -> int:
         return len(self._values)
@@ -41,6 +43,8 @@ class TtlCache:
         if hit is not None and now - hit[0] < ttl:
             return cast(T, hit[1])
         value = compute()
+        if not self.keeping:
+            return value
         self._values[key] = (now, value)
         if now >= self._next_prune:
             self._values = {k: v for k, v in list(self._values.items()) if now - v[0] < ttl}

@@ -25,7 +25,13 @@ class Node:
     target: str | None = None
     """Link target, for ``kind == "symlink"``."""
     size: int = 0
-    """Size reported by ``getattr``; 0 for rendered files, like /proc."""
+    """Size reported by ``getattr`` (unless ``per_reader_size``)."""
+    per_reader_size: bool = False
+    """The size is the length of the text the asking process would read
+    (:meth:`VirtualTree.text_length`).  /proc says 0, but a ``sendfile(2)`` reader
+    (busybox cat, Python's ``shutil.copyfile``) of a FUSE file stops at the size, and
+    one larger than the text breaks ``tail -c`` and ``wc -c``
+    (docs/differences-from-lxcfs.md)."""
 
 
 class VirtualTree(Protocol):
@@ -44,6 +50,14 @@ class VirtualTree(Protocol):
 
         Never raises for a served file: faults (vanished pid, removed cgroup,
         malformed cgroup file) fall back to the host's content and are logged once.
+        """
+        ...
+
+    def text_length(self, path: str, pid: int) -> int:
+        """``len(read(path, pid))`` now, for ``st_size`` of ``per_reader_size`` files.
+
+        Keeps nothing for later reads: a stat is not a read, and the runtime that
+        bind-mounts a container's files stats them before the container's limits exist.
         """
         ...
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ import pytest
 from kube_lxcfs.cgroups.transient import Limits, MiB, TransientCgroup, create_cgroup, unique_name
 from support.fsdaemons import RunningFs
 from support.readers import (
+    behind_bind_mounts,
     in_pid_namespace,
     meminfo_kb,
     processors,
@@ -294,11 +297,25 @@ def test_first_read_at_an_offset(kube_lxcfs_fs: RunningFs, lxcfs_fs: RunningFs) 
 
 
 def test_attributes_layout_and_writes(kube_lxcfs_fs: RunningFs, lxcfs_fs: RunningFs) -> None:
-    """st_size 0 like /proc (lxcfs: the host file's size); no /cgroup tree; proc/pressure
-    when the host has PSI; `online` listed once; writes refused at open (EROFS)."""
+    """st_size: the reader's text's length (lxcfs: the host file's size); no /cgroup tree;
+    proc/pressure when the host has PSI; `online` listed once; writes refused at open
+    (EROFS)."""
     ours, theirs = kube_lxcfs_fs, lxcfs_fs
-    assert os.stat(ours.path("proc/meminfo")).st_size == 0
-    assert os.stat(theirs.path("proc/meminfo")).st_size > 0
+    with create_cgroup(unique_name("diff-size"), Limits(cpuset="0")) as cg:
+        script = (
+            "import os, sys\n"
+            "for p in sys.argv[1:]:\n"
+            "    print(os.stat(p).st_size, len(open(p, 'rb').read()))\n"
+        )
+        paths = [str(fs.path("proc/cpuinfo")) for fs in (ours, theirs)]
+        done = cg.run([sys.executable, "-c", script, *paths])
+        (our_size, our_len), (their_size, their_len) = (
+            line.split() for line in done.stdout.splitlines()
+        )
+    assert our_size == our_len
+    assert int(their_size) == len(Path("/proc/cpuinfo").read_bytes())
+    if len(os.sched_getaffinity(0)) > 1:
+        assert int(their_len) < int(their_size)  # one CPU's text, the host's size
     assert sorted(os.listdir(ours.mountpoint)) == ["proc", "sys"]
     assert "cgroup" in os.listdir(theirs.mountpoint)
     has_psi = Path("/proc/pressure").is_dir()
@@ -328,3 +345,26 @@ def test_uptime_of_a_host_reader(kube_lxcfs_fs: RunningFs, lxcfs_fs: RunningFs) 
     assert abs(our_up - host_up) < 2 and abs(their_up - host_up) < 5
     assert abs(our_idle - host_idle) < 2 * os.cpu_count()  # type: ignore[operator]
     assert their_idle <= their_up
+
+
+def test_sendfile_after_a_shorter_container(kube_lxcfs_fs: RunningFs, lxcfs_fs: RunningFs) -> None:
+    """busybox cat (sendfile) in a 2-CPU container right after a 1-CPU one, each behind its
+    own bind mount: ours prints 2 processors; lxcfs cuts the text at the first container's
+    length (the shared inode's size shrank; nothing fetches the attributes again)."""
+    _two_cpus()
+    busybox = shutil.which("busybox")
+    assert busybox is not None, "busybox is needed (deps/apt)"
+    counts = {}
+    with (
+        create_cgroup(unique_name("diff-one"), Limits(cpuset="0")) as one,
+        create_cgroup(unique_name("diff-two"), Limits(cpuset="0-1")) as two,
+    ):
+        for fs in (kube_lxcfs_fs, lxcfs_fs):
+            binds = behind_bind_mounts({str(fs.path("proc/cpuinfo")): "/proc/cpuinfo"})
+            seen = []
+            for cg in (one, two):
+                done = cg.run([*binds, busybox, "cat", "/proc/cpuinfo"])
+                seen.append(len(processors(done.stdout)))
+            counts[fs.name] = seen
+    assert counts["kube-lxcfs fs"] == [1, 2]
+    assert counts["lxcfs"] == [1, 1]

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from kube_lxcfs.fuse.stop import DRAIN_TIMEOUT
 from kube_lxcfs.repair import repair
@@ -53,10 +54,13 @@ def test_daemon_repairs_after_kill9_without_help(daemon: KubeLxcfsSource, holder
     wait_for(daemon.repaired, what="repair summary in the log")
     assert "repaired" in daemon.log()
     wait_for(metrics.exists, what="the metrics file")
-    text = metrics.read_text()
-    assert "kube_lxcfs_repair_passes_total 1\n" in text
-    repaired = re.search(r'kube_lxcfs_repair_mounts_total\{outcome="repaired"\} (\d+)', text)
-    assert repaired is not None and int(repaired.group(1)) >= 9  # 3 x (2 files + mount dir)
+    samples = {
+        (s.name, s.labels.get("outcome")): s.value
+        for family in text_string_to_metric_families(metrics.read_text())
+        for s in family.samples
+    }
+    assert samples[("kube_lxcfs_repair_passes_total", None)] == 1
+    assert samples[("kube_lxcfs_repair_mounts_total", "repaired")] >= 9  # 3 x (2 files + dir)
     for h in hs:
         assert all(
             m.read_only and m.dev == daemon.dev

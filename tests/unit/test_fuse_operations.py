@@ -20,6 +20,7 @@ class FakeTree:
 
     def __init__(self) -> None:
         self.renders = 0
+        self.lengths = 0
 
     def lookup(self, path: str) -> Node | None:
         return {
@@ -27,6 +28,8 @@ class FakeTree:
             "/proc": Node("dir", 0o555),
             "/proc/meminfo": Node("file", 0o444),
             "/proc/fail": Node("file", 0o444),
+            "/proc/sized": Node("file", 0o444, per_reader_size=True),
+            "/proc/sized-fail": Node("file", 0o444, per_reader_size=True),
             "/link": Node("symlink", 0o777, target="proc/meminfo"),
         }.get(path)
 
@@ -34,10 +37,17 @@ class FakeTree:
         return {"/": ["proc", "link"], "/proc": ["meminfo", "fail"]}[path]
 
     def read(self, path: str, pid: int) -> bytes:
-        if path == "/proc/fail":
+        if path in ("/proc/fail", "/proc/sized-fail"):
             raise RuntimeError("boom")
         self.renders += 1
         return f"{path} for {pid} #{self.renders}\n".encode()
+
+    def text_length(self, path: str, pid: int) -> int:
+        """The length of the next render (which it does not count)."""
+        if path in ("/proc/fail", "/proc/sized-fail"):
+            raise RuntimeError("boom")
+        self.lengths += 1
+        return len(f"{path} for {pid} #{self.renders + 1}\n".encode())
 
 
 @pytest.fixture
@@ -137,6 +147,9 @@ def test_mount_option_parsing_and_defaults() -> None:
     assert merged["allow_other"] is True and merged["direct_io"] is True and merged["ro"] is True
     assert merged["max_read"] == "4096"
     assert "nonempty" not in merged
+    # fresh attributes at every open: the kernel fetches the size before each reader's splice
+    defaults = mount_options({})
+    assert defaults["attr_timeout"] == "0" and defaults["default_permissions"] is True
 
 
 def test_parse_mountinfo_unescapes_and_keeps_order() -> None:
@@ -167,3 +180,64 @@ def test_kept_snapshots_stay_within_their_budget(
     for fh in handles:
         ops.release("/proc/meminfo", fh)
     assert ops.files == {} and ops.open_count == 0
+
+
+def test_a_per_reader_size_is_the_length_of_the_callers_text(ops: TreeOperations) -> None:
+    """GETATTR (the kernel sends one at every open) reports the next render's length."""
+    size = ops.getattr("/proc/sized")["st_size"]
+    fh = ops.open("/proc/sized", os.O_RDONLY)
+    text = ops.read("/proc/sized", 4096, 0, fh)
+    assert text == b"/proc/sized for 100 #1\n" and size == len(text)
+    assert ops.read("/proc/sized", 100, size - 5, fh) == text[-5:]  # tail -c 5
+
+
+def test_sizes_are_per_process_and_reused_only_briefly(ops: TreeOperations) -> None:
+    clock = {"ns": 0}
+    ops.clock_ns = lambda: clock["ns"]
+    ops.getattr("/proc/sized")
+    ops.getattr("/proc/sized")  # LOOKUP then GETATTR of one path walk: one length
+    assert ops.tree.lengths == 1
+    ops.caller["pid"] = 200  # type: ignore[attr-defined]
+    ops.getattr("/proc/sized")
+    assert ops.tree.lengths == 2
+    clock["ns"] = operations.SIZE_REUSE_NS
+    ops.getattr("/proc/sized")
+    assert ops.tree.lengths == 3
+
+
+def test_fstat_of_an_open_file_is_its_snapshots_length(ops: TreeOperations) -> None:
+    """fstat comes as a GETATTR without a handle: the opener's latest handle answers it."""
+    fh = ops.open("/proc/sized", os.O_RDONLY)
+    text = ops.read("/proc/sized", 100, 0, fh)
+    ops.caller["pid"] = 12345  # type: ignore[attr-defined]
+    ops.getattr("/proc/sized")  # another process: its own length
+    assert ops.tree.lengths == 1
+    ops.caller["pid"] = 100  # type: ignore[attr-defined]
+    assert ops.getattr("/proc/sized")["st_size"] == len(text)
+    assert ops.getattr("/proc/sized", fh)["st_size"] == len(text)
+    assert ops.tree.lengths == 1
+    ops.caller["pid"] = 0  # RELEASE carries no pid
+    ops.release("/proc/sized", fh)
+    ops.caller["pid"] = 100  # type: ignore[attr-defined]
+    ops.clock_ns = lambda: operations.SIZE_REUSE_NS
+    ops.getattr("/proc/sized")  # the handle is gone: asked anew
+    assert ops.tree.lengths == 2
+
+
+def test_sizes_and_open_handles_leave_bounded_state(ops: TreeOperations) -> None:
+    for pid in range(1000, 1000 + 2 * operations.KEPT_SIZES):
+        ops.caller["pid"] = pid  # type: ignore[attr-defined]
+        ops.getattr("/proc/sized")
+    assert len(ops._sizes) == operations.KEPT_SIZES
+    for pid in range(1000, 1000 + 2 * operations.LATEST_HANDLES):
+        ops.caller["pid"] = pid  # type: ignore[attr-defined]
+        ops.open("/proc/sized", os.O_RDONLY)
+    assert len(ops._latest_handle) == len(ops._latest_key) == operations.LATEST_HANDLES
+
+
+def test_a_failing_render_reports_size_zero_and_the_read_fails(ops: TreeOperations) -> None:
+    assert ops.getattr("/proc/sized-fail")["st_size"] == 0
+    fh = ops.open("/proc/sized-fail", os.O_RDONLY)
+    with pytest.raises(FuseError) as exc:
+        ops.read("/proc/sized-fail", 100, 0, fh)
+    assert exc.value.errno == errno.EIO

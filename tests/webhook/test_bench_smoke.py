@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_quick_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
+    doc = tmp_path / "doc.md"
+    doc.write_text("before\n<!-- webhook-load:begin -->\nold\n<!-- webhook-load:end -->\nafter\n")
     proc = subprocess.run(
         [
             sys.executable,
@@ -23,6 +25,8 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
             "0.5",
             "--json",
             str(out),
+            "--doc",
+            str(doc),
         ],
         capture_output=True,
         text=True,
@@ -36,3 +40,9 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
     assert 9000 < result["body_bytes"] < 11000  # the ~10 KB pod of the issue
     for row in result["rows"]:
         assert row["admissions"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0
+        assert row["server_cpu_ms_per_1k"] > 0 and row["worker_cpu_shares"] == [1.0]
+    assert result["pure_cpu_us"]["large"] > 0
+    text = doc.read_text()  # the table replaced what was between the markers, nothing else
+    assert text.startswith("before\n<!-- webhook-load:begin -->\nMeasured ")
+    assert text.endswith("<!-- webhook-load:end -->\nafter\n") and "old" not in text
+    assert text.count("| 10 KB | 1 |") == 2  # one row per connection count

@@ -19,7 +19,8 @@ LAYERS = {
     "metrics": set(),
     "tls": set(),
     "options": {"config"},
-    "server": {"admission", "config", "metrics", "options", "tls"},
+    "https": {"admission", "metrics", "options"},
+    "server": {"admission", "config", "https", "metrics", "options", "tls"},
     "workers": {"metrics", "options", "server", "tls"},
 }
 PURE = {"structs", "config", "selection", "mutation", "runtimeclass", "admission", "metrics"}

@@ -27,6 +27,14 @@ def children(pid: int) -> set[int]:
     return {int(x) for x in text.split()}
 
 
+def all_stopped(pid: int) -> bool:
+    """Every thread of ``pid`` in state T (stopped by a signal)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return all(
+        (task / "stat").read_text().rsplit(")", 1)[1].split()[0] == "T" for task in tasks.iterdir()
+    )
+
+
 def workers_of(server: WebhookProcess) -> list[int]:
     serving = next(e for e in server.logs if e.get("msg") == "serving")
     return list(serving["worker_pids"])
@@ -53,6 +61,9 @@ def test_workers_share_the_port_and_metrics_sum_across_them(tmp_path: Path) -> N
         for stopped in (first, second):
             os.kill(stopped, signal.SIGSTOP)
             try:
+                # kill() returns before every thread has stopped; a thread still running
+                # could accept the next connection and then sit on it.
+                wait_for(lambda pid=stopped: all_stopped(pid), what=f"worker {stopped} stopped")
                 assert [admit_on_new_connection(server) for _ in range(5)] == [200] * 5
             finally:
                 os.kill(stopped, signal.SIGCONT)

@@ -448,6 +448,11 @@ class CgroupReader:
         if self.stall.substring in cgroup:
             time.sleep(self.stall.seconds)
 
+    @property
+    def limits(self) -> TtlCache:
+        """The kept limits (:meth:`RenderContext.looking_only` turns keeping off)."""
+        return self._limits
+
     def forget_limits(self) -> None:
         """Drop every kept limit (a cgroup was replaced by a new one at the same path)."""
         self._limits.clear()

@@ -24,8 +24,10 @@ that bind-mounts these files over its /proc sees its own limits.
 Runs in the foreground until SIGTERM or SIGINT, then unmounts and exits 0.
 A dead mount at MOUNTPOINT left by a killed daemon ("Transport endpoint is not
 connected") is detached first; a live mount there is an error. A missing
-MOUNTPOINT is created. Mount options: allow_other,entry_timeout=0.5,
-attr_timeout=0.5,direct_io,ro plus -o. Needs root (or CAP_SYS_ADMIN) and /dev/fuse.
+MOUNTPOINT is created. Mount options: allow_other,entry_timeout=0.5,attr_timeout=0,
+default_permissions,direct_io,ro plus -o. A file's size is the length of the
+reader's own text (sendfile readers such as busybox cat stop there). Needs root
+(or CAP_SYS_ADMIN) and /dev/fuse.
 """
 
 EPILOG = f"""\

@@ -350,7 +350,7 @@ def _add_arguments(_add: Callable[..., None], parser: argparse.ArgumentParser) -
         convert=positive_int,
         default=_server_default("max_connections"),
         metavar="N",
-        help="open HTTPS connections at most per worker (one thread each); more are closed at once",
+        help="open HTTPS connections at most per worker; more are closed at once",
     )
     _add(
         ops,

@@ -44,12 +44,20 @@ SUBTYPE = "lxcfs"
 
 DEFAULT_MOUNT_OPTIONS: Mapping[str, str | bool] = {
     "allow_other": True,  # containers read as other users
-    "entry_timeout": "0.5",  # lxcfs's lookup and attribute cache times
-    "attr_timeout": "0.5",
-    "direct_io": True,  # no page cache: every read reaches us, per reader
+    "entry_timeout": "0.5",  # lxcfs's lookup cache time
+    "attr_timeout": "0",  # with default_permissions: a GETATTR at every open (below)
+    "default_permissions": True,
+    "direct_io": True,  # no page cache for read(2): every read reaches us, per reader
     "ro": True,  # the kernel answers writes with EROFS
 }
-"""What lxcfs passes to libfuse, plus ``ro``."""
+"""lxcfs's options plus ``ro``, with fresh attributes at every open.
+
+One kernel inode serves every container, and a ``sendfile(2)`` reader (busybox cat)
+goes through the page cache, where a text shorter than ``st_size`` shrinks the
+inode's size; until the attributes are fetched again, the next container's longer
+text would be cut there.  ``default_permissions`` makes the kernel check modes at
+open, and with ``attr_timeout=0`` that check fetches the attributes (our size bound)
+first, so each open starts from the bound (docs/differences-from-lxcfs.md)."""
 
 IGNORED_MOUNT_OPTIONS = frozenset({"nonempty"})
 """Options libfuse3 rejects that old lxcfs command lines still carry."""

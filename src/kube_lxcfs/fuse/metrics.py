@@ -342,20 +342,7 @@ class _ShellCollector(Collector):
             sysinfo.add_metric(["failed"], self.listener.failed)
             yield sysinfo
         if self.repair is not None:
-            counts, last = self.repair.snapshot()
-            passes = CounterMetricFamily(
-                "kube_lxcfs_repair_passes", "Repair or detach passes run.", value=counts["passes"]
-            )
-            yield passes
-            mounts = CounterMetricFamily(
-                "kube_lxcfs_repair_mounts", "Container mounts seen, by outcome.", labels=["outcome"]
-            )
-            for status in sorted(s for s in counts if s != "passes"):
-                mounts.add_metric([status], counts[status])
-            yield mounts
-            yield GaugeMetricFamily(
-                "kube_lxcfs_repair_last_pass_seconds", "Duration of the last pass.", value=last
-            )
+            yield from self.repair.collect()
 
 
 class _Server(ThreadingHTTPServer):

@@ -14,6 +14,13 @@ Read semantics (the lxcfs protocol, minus its quirks):
 * ``lseek(fd, 0)`` + read on a kept-open file renders again (procps ``free``
   re-reads /proc/meminfo that way).
 
+Sizes: a file whose node says ``per_reader_size`` reports the length of the text
+the asking process would read now (``VirtualTree.text_length``); the kernel asks at
+every open (``attr_timeout=0`` + ``default_permissions``), so ``sendfile(2)``
+readers, which stop at the size, and ``tail -c``, which seeks from it, see the whole
+text.  The text itself is rendered by the read, as always: a GETATTR also comes from
+a runtime bind-mounting the file before the container's limits are set.
+
 The class deliberately implements only what a read-only tree needs; every other
 request gets ENOSYS from libfuse, which the kernel then stops sending (FLUSH,
 GETXATTR, ACCESS) or which the ``ro`` mount turns into EROFS (writes, chmod, ...).
@@ -66,6 +73,13 @@ cannot grow the daemon out of its memory limit (docs/security.md); a reader whos
 was forgotten gets a fresh render at its next offset, as on a first read there."""
 ENTRY_COST = 256
 """What one kept snapshot costs besides its bytes (the entry, its object, the dict slot)."""
+SIZE_REUSE_NS = 10_000_000
+"""How long a process's size of a path answers its next GETATTRs of it: one open sends
+LOOKUP, GETATTR and ``fstat``s within microseconds, and one render serves them."""
+KEPT_SIZES = 1024
+"""(path, process) pairs whose size is kept that long (the oldest go first)."""
+LATEST_HANDLES = 4096
+"""(path, process) pairs whose last handle is remembered for ``fstat`` (the oldest go first)."""
 
 
 class TreeOperations:
@@ -97,6 +111,13 @@ class TreeOperations:
         self._kept_bytes = 0
         self._handles = itertools.count(1)
         self._failed_paths: set[str] = set()
+        self._sizes: dict[tuple[str, int], tuple[int, int]] = {}
+        """(path, pid) → (clock_ns, size) last reported to that process."""
+        self._latest_handle: dict[tuple[str, int], int] = {}
+        """(path, pid) → the open handle that process opened last: its ``fstat`` (a
+        GETATTR without a handle) reports that handle's text."""
+        self._latest_key: dict[int, tuple[str, int]] = {}
+        """The same, handle → (path, pid): RELEASE comes without the opener's pid."""
         self.in_flight = 0
         """Reads being rendered now (0 or 1 in the single-threaded loop; 1 for long = hung)."""
 
@@ -116,19 +137,57 @@ class TreeOperations:
         return node
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
-        """Attributes like /proc's: owned by root, times of now, size from the tree."""
+        """Attributes like /proc's: owned by root, times of now; sizes as the module says."""
         node = self._node(path)
         now = self.clock_ns()
+        if node.kind == "symlink":
+            size = len(node.target or "")
+        elif node.per_reader_size:
+            size = self._reader_size(path, fh, now)
+        else:
+            size = node.size
         return {
             "st_mode": FILE_TYPE[node.kind] | node.mode,
             "st_nlink": 2 if node.kind == "dir" else 1,
             "st_uid": 0,
             "st_gid": 0,
-            "st_size": len(node.target or "") if node.kind == "symlink" else node.size,
+            "st_size": size,
             "st_atime": now,
             "st_mtime": now,
             "st_ctime": now,
         }
+
+    def _reader_size(self, path: str, fh: int | None, now: int) -> int:
+        """The length of the asking process's text of ``path``.
+
+        ``fstat`` (a GETATTR without a handle) of a file the process has read gets its
+        snapshot's length; a size reported a moment ago is reused; a failed render
+        reports 0 (the read then fails or falls back on its own).
+        """
+        pid = self.caller_pid()
+        key = (path, pid)
+        opened = self.files.get(fh if fh is not None else self._latest_handle.get(key, 0))
+        if opened is not None and opened.snapshot is not None:
+            return len(opened.snapshot)
+        recent = self._sizes.get(key)
+        if recent is not None and now - recent[0] < SIZE_REUSE_NS:
+            return recent[1]
+        self.in_flight += 1
+        try:
+            size = self.tree.text_length(path, pid)
+        except HostAnswerRefused:
+            size = 0
+        except Exception:
+            self._bug(path, pid)
+            size = 0
+        finally:
+            self.in_flight -= 1
+        sizes = self._sizes
+        sizes.pop(key, None)
+        sizes[key] = (now, size)
+        if len(sizes) > KEPT_SIZES:
+            del sizes[next(iter(sizes))]
+        return size
 
     def readdir(self, path: str, fh: int) -> list[str]:
         """``.``, ``..`` and the tree's names."""
@@ -153,7 +212,19 @@ class TreeOperations:
         if flags & WRITE_FLAGS:
             raise FuseError(errno.EACCES)
         self.open_count += 1
-        return next(self._handles)
+        fh = next(self._handles)
+        key = (path, self.caller_pid())
+        self._forget_latest(self._latest_handle.pop(key, None))
+        self._latest_handle[key] = fh
+        self._latest_key[fh] = key
+        if len(self._latest_handle) > LATEST_HANDLES:
+            self._forget_latest(next(iter(self._latest_key)))
+        return fh
+
+    def _forget_latest(self, fh: int | None) -> None:
+        key = self._latest_key.pop(fh, None) if fh is not None else None
+        if key is not None and self._latest_handle.get(key) == fh:
+            del self._latest_handle[key]
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         """Render at offset 0 (or on a first read anywhere); else slice the snapshot."""
@@ -202,6 +273,7 @@ class TreeOperations:
     def release(self, path: str, fh: int) -> int:
         """Forget the handle and its snapshot."""
         self._forget(fh)
+        self._forget_latest(fh)
         self.open_count = max(0, self.open_count - 1)
         return 0
 

@@ -14,10 +14,13 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from kube_lxcfs.defaults import MOUNT_DIR, STATE_DIR
 from kube_lxcfs.errors import KubeLxcfsError
@@ -172,25 +175,27 @@ class RepairMetrics:
         with self._lock:
             return {"passes": 0, **self._counts}, self.last_pass_seconds
 
-    def render(self) -> str:
-        with self._lock:
-            lines = [
-                "# HELP kube_lxcfs_repair_passes_total Repair or detach passes run.",
-                "# TYPE kube_lxcfs_repair_passes_total counter",
-                f"kube_lxcfs_repair_passes_total {self._counts['passes']}",
-                "# HELP kube_lxcfs_repair_mounts_total Container mounts seen, by outcome.",
-                "# TYPE kube_lxcfs_repair_mounts_total counter",
-            ]
-            for status in sorted(s for s in self._counts if s != "passes"):
-                lines.append(
-                    f'kube_lxcfs_repair_mounts_total{{outcome="{status}"}} {self._counts[status]}'
-                )
-            lines += [
-                "# HELP kube_lxcfs_repair_last_pass_seconds Duration of the last pass.",
-                "# TYPE kube_lxcfs_repair_last_pass_seconds gauge",
-                f"kube_lxcfs_repair_last_pass_seconds {self.last_pass_seconds:.6f}",
-            ]
-        return "\n".join(lines) + "\n"
+    def collect(self) -> Iterator[Metric]:
+        """The counters as Prometheus metric families (a prometheus_client collector)."""
+        counts, last = self.snapshot()
+        yield CounterMetricFamily(
+            "kube_lxcfs_repair_passes", "Repair or detach passes run.", value=counts.pop("passes")
+        )
+        mounts = CounterMetricFamily(
+            "kube_lxcfs_repair_mounts", "Container mounts seen, by outcome.", labels=["outcome"]
+        )
+        for status in sorted(counts):
+            mounts.add_metric([status], counts[status])
+        yield mounts
+        yield GaugeMetricFamily(
+            "kube_lxcfs_repair_last_pass_seconds", "Duration of the last pass.", value=last
+        )
+
+    def registry(self) -> CollectorRegistry:
+        """A registry of these counters alone (the textfile of ``--metrics-file``)."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return registry
 
 
 def live_filesystem(mount_dir: str) -> LiveFs:

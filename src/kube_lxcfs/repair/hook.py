@@ -21,6 +21,8 @@ import os
 import threading
 from pathlib import Path
 
+from prometheus_client import write_to_textfile
+
 from kube_lxcfs.defaults import STATE_DIR
 from kube_lxcfs.mountinfo import parse_mountinfo, topmost_at
 from kube_lxcfs.repair.engine import (
@@ -142,8 +144,6 @@ class RestartHandling:
             return
         try:
             self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.metrics_file.with_name(f".{self.metrics_file.name}.{os.getpid()}")
-            tmp.write_text(self.metrics.render())
-            tmp.replace(self.metrics_file)
+            write_to_textfile(str(self.metrics_file), self.metrics.registry())  # atomic rename
         except OSError as exc:
             log.warning("cannot write repair metrics to %s: %s", self.metrics_file, exc)

@@ -100,7 +100,7 @@ def review(body: Any, opts: InjectOptions) -> ReviewResult:
 def _mutated(
     api_version: str, uid: str, mutation: Mutation, namespace: str, name: str
 ) -> ReviewResult:
-    if not mutation.patch:
+    if not mutation.op_count:
         response = _allow(api_version, uid, warnings=mutation.warnings)
         reason = mutation.status or ""
         return ReviewResult(response, ReviewOutcome.UNCHANGED, reason, namespace, name)
@@ -110,7 +110,7 @@ def _mutated(
     response["response"]["patch"] = base64.b64encode(patch_json).decode("ascii")
     status = mutation.status or InjectionStatus.INJECTED
     return ReviewResult(
-        response, ReviewOutcome(status), status, namespace, name, patch_ops=len(mutation.patch)
+        response, ReviewOutcome(status), status, namespace, name, patch_ops=mutation.op_count
     )
 
 
@@ -158,6 +158,37 @@ def _allow(api_version: str, uid: str, warnings: list[str] | None = None) -> Adm
     if warnings:
         response["warnings"] = list(warnings)
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
+
+
+def encode_review(review: Mapping[str, Any]) -> bytes:
+    """The JSON body of an answer. The base64 patch (nothing to escape) is spliced in instead
+    of passing through the encoder, which scanned its ~3 KB for ~15 µs per admission."""
+    response = review.get("response")
+    patch = response.get("patch") if isinstance(response, dict) else None
+    if not isinstance(patch, str) or len(review) < 2 or len(response) < 2:  # type: ignore[arg-type]
+        return _COMPACT.encode(review).encode()
+    try:
+        raw = patch.encode("ascii")
+    except UnicodeEncodeError:
+        raw = b"-"
+    if raw.translate(None, _BASE64_ALPHABET):  # anything but base64: let the encoder escape it
+        return _COMPACT.encode(review).encode()
+    outer = {k: v for k, v in review.items() if k != "response"}
+    inner = {k: v for k, v in response.items() if k != "patch"}  # type: ignore[union-attr]
+    return b"".join(
+        (
+            _COMPACT.encode(outer)[:-1].encode(),
+            b',"response":',
+            _COMPACT.encode(inner)[:-1].encode(),
+            b',"patch":"',
+            raw,
+            b'"}}',
+        )
+    )
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps makes one per call
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 
 
 def decode_patch(response: AdmissionReview) -> list[dict[str, Any]]:

@@ -83,6 +83,17 @@ class InjectedPath:
     def mount_json(self) -> str:
         return json.dumps(self.mount(), separators=(",", ":"))
 
+    @cached_property
+    def volume_append_op(self) -> str:
+        """The whole operation appending ``volume()`` to a pod's existing volumes."""
+        return '{"op":"add","path":"/spec/volumes/-","value":' + self.volume_json + "}"
+
+    @cached_property
+    def mount_append_tail(self) -> str:
+        """The end of the operation appending ``mount()`` to a container's existing mounts,
+        after ``{"op":"add","path":"/spec/<list>/<index>``."""
+        return '/volumeMounts/-","value":' + self.mount_json + "}"
+
 
 @dataclass(frozen=True)
 class InjectOptions:

@@ -9,7 +9,7 @@ target path) is left alone, so running the mutation on its own output yields no 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -39,36 +39,46 @@ class MalformedPodError(KubeLxcfsError, ValueError):
 class Mutation:
     """What the mutation decided: the patch, the status written, and warnings for the user.
 
-    ``patch`` holds the operations as data; ``patch_json`` is the same list already encoded,
-    assembled from JSON fragments encoded once per option set (encoding the list anew was a
-    sixth of the cost of an admission).
+    The patch is kept twice: ``patch_json``, assembled from JSON fragments encoded once per
+    option set (encoding the operations anew was a sixth of the cost of an admission), and
+    ``patch``, the same operations as data, built only when asked (tests, debugging).
     """
 
-    patch: list[PatchOp] = field(default_factory=list)
     status: InjectionStatus | None = None  # the status annotation the pod ends up with
     warnings: list[str] = field(default_factory=list)
     added_mounts: int = 0
     _encoded: list[str] = field(default_factory=list, repr=False)
+    _ops: list[tuple[str, Callable[[], Any]]] = field(default_factory=list, repr=False)
 
     @property
     def patch_json(self) -> str:
         return "[" + ",".join(self._encoded) + "]"
 
-    def add(self, path: str, value: Any, value_json: str | None = None) -> None:
-        """Append an ``add`` operation (``value_json``: ``value`` already encoded)."""
-        self.patch.append({"op": "add", "path": path, "value": value})
-        if value_json is None:
-            value_json = json.dumps(value, separators=(",", ":"))
-        self._encoded.append(
-            '{"op":"add","path":' + _json_string(path) + ',"value":' + value_json + "}"
+    @property
+    def patch(self) -> list[PatchOp]:
+        """The operations as data (new objects on every call)."""
+        return [{"op": "add", "path": path, "value": build()} for path, build in self._ops]
+
+    @property
+    def op_count(self) -> int:
+        return len(self._encoded)
+
+    def add(self, path: str, value: Any) -> None:
+        """Append an ``add`` operation, encoding ``value`` here."""
+        op_json = (
+            '{"op":"add","path":'
+            + json.dumps(path)
+            + ',"value":'
+            + json.dumps(value, separators=(",", ":"))
+            + "}"
         )
+        self.add_encoded(op_json, path, lambda: value)
 
-
-def _json_string(text: str) -> str:
-    """A JSON string literal; our paths are plain ASCII and need no escaping."""
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return '"' + text + '"'
-    return json.dumps(text)
+    def add_encoded(self, op_json: str, path: str, build: Callable[[], Any]) -> None:
+        """Append an ``add`` operation already encoded as ``op_json``; ``build()`` makes its
+        value as data."""
+        self._encoded.append(op_json)
+        self._ops.append((path, build))
 
 
 def escape_pointer_token(token: str) -> str:
@@ -132,22 +142,32 @@ def plan_mutation(pod: Mapping[str, Any], opts: InjectOptions) -> Mutation:
     if volumes_to_add:
         if spec.get("volumes") is not None:
             for t in volumes_to_add:
-                result.add("/spec/volumes/-", t.volume(), t.volume_json)
+                result.add_encoded(t.volume_append_op, "/spec/volumes/-", t.volume)
         else:
             encoded = "[" + ",".join(t.volume_json for t in volumes_to_add) + "]"
-            result.add("/spec/volumes", [t.volume() for t in volumes_to_add], encoded)
+            result.add_encoded(
+                '{"op":"add","path":"/spec/volumes","value":' + encoded + "}",
+                "/spec/volumes",
+                lambda: [t.volume() for t in volumes_to_add],
+            )
 
     for list_name, index, container in targets:
         added = new_mounts.get((list_name, index))
         if not added:
             continue
+        # list_name and index need no JSON or pointer escaping.
         where = f"/spec/{list_name}/{index}/volumeMounts"
         if container.get("volumeMounts") is not None:
+            head = '{"op":"add","path":"/spec/' + list_name + "/" + str(index)
             for t in added:
-                result.add(f"{where}/-", t.mount(), t.mount_json)
+                result.add_encoded(head + t.mount_append_tail, where + "/-", t.mount)
         else:
             encoded = "[" + ",".join(t.mount_json for t in added) + "]"
-            result.add(where, [t.mount() for t in added], encoded)
+            result.add_encoded(
+                '{"op":"add","path":"' + where + '","value":' + encoded + "}",
+                where,
+                lambda added=added: [t.mount() for t in added],
+            )
         result.added_mounts += len(added)
 
     if pairs_total == 0:
@@ -212,6 +232,14 @@ def _mounts_by_path(mounts: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
     return result
 
 
+_STATUS_PATH = "/metadata/annotations/" + escape_pointer_token(STATUS_ANNOTATION)
+# The operation setting the annotation on a pod that has annotations, by status value.
+_STATUS_OPS = {
+    str(value): '{"op":"add","path":' + json.dumps(_STATUS_PATH) + ',"value":"' + value + '"}'
+    for value in InjectionStatus
+}
+
+
 def _add_status(result: Mutation, pod: Mapping[str, Any]) -> None:
     """Write the status annotation unless it already has this value."""
     status = str(result.status)
@@ -223,8 +251,7 @@ def _add_status(result: Mutation, pod: Mapping[str, Any]) -> None:
     if not isinstance(annotations, Mapping):
         result.add("/metadata/annotations", {STATUS_ANNOTATION: status})
     elif annotations.get(STATUS_ANNOTATION) != status:
-        key = escape_pointer_token(STATUS_ANNOTATION)
-        result.add(f"/metadata/annotations/{key}", status)
+        result.add_encoded(_STATUS_OPS[status], _STATUS_PATH, lambda: status)
 
 
 def _conflict_warnings(path_conflicts: Mapping[str, list[str]]) -> list[str]:

@@ -25,7 +25,7 @@ class ServerOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY
     idle_timeout: float = 120.0  # keep-alive connections idle longer than this are closed
     handshake_timeout: float = 10.0
-    max_connections: int = 1024  # one thread each; more are closed at once
+    max_connections: int = 1024  # per worker; more are closed at once
     shutdown_grace: float = 25.0  # how long SIGTERM waits for in-flight requests
     shutdown_delay: float = 0.0  # readyz fails this long before the listener closes
     inject: InjectOptions = field(default_factory=InjectOptions)

@@ -155,14 +155,15 @@ class ConnectionSlots:
     def set_gone(self, slot: int) -> None:
         self._counts[slot] = SLOT_GONE
 
-    def wait_turn(self) -> None:
-        """Return once no other worker has fewer open connections (or after a short wait)."""
+    tries = TURN_TRIES
+    wait = TURN_WAIT
+
+    def my_turn(self) -> bool:
+        """No other worker has fewer open connections (the accepting loop otherwise waits
+        ``wait`` seconds, at most ``tries`` times in a row, before accepting anyway)."""
         assert self.slot is not None
         counts, mine = self._counts, self.slot
-        for _ in range(TURN_TRIES):
-            if counts[mine] <= min(counts[i] for i in range(len(counts)) if i != mine):
-                return
-            time.sleep(TURN_WAIT)
+        return counts[mine] <= min(counts[i] for i in range(len(counts)) if i != mine)
 
 
 @dataclass(frozen=True)
