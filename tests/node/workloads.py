@@ -228,13 +228,13 @@ def read_limits(sysinfo: bool = False) -> str:
     """A shell command printing what a program sees as one line
     ``mem=KIB cpus=N online=LIST nproc=N getconf=N`` (``free=KIB`` instead of ``getconf``
     with ``sysinfo``). ``getconf`` is glibc's _NPROCESSORS_ONLN (/sys/devices/system/cpu/
-    online), ``nproc`` the affinity, ``free`` busybox's (sysinfo(2)). No ``cat``: busybox
-    cat copies with sendfile(2), which reads nothing from these size-0 FUSE files
-    (docs/node-tests.md)."""
+    online), ``nproc`` the affinity, ``free`` busybox's (sysinfo(2)). ``cat`` of the online
+    list: busybox cat copies with sendfile(2), which needs the file's size to follow the
+    text's length when a resize changes it ("0" to "0-1")."""
     fields = [
         "mem=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)",
         "cpus=$(grep -c ^processor /proc/cpuinfo)",
-        "online=$(head -n1 /sys/devices/system/cpu/online)",
+        "online=$(cat /sys/devices/system/cpu/online)",
         "nproc=$(nproc)",
         "free=$(free | awk '/^Mem:/{print $2}')"
         if sysinfo
