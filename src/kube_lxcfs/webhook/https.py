@@ -215,6 +215,8 @@ class Connection:
         """Read what arrived (all of it: decrypted data may wait inside the TLS layer, where
         epoll does not see it), then answer every complete request."""
         sock = self.sock
+        if self.mask != selectors.EVENT_READ:  # the TLS layer had asked to wait for writing
+            self._want(selectors.EVENT_READ)
         while True:
             try:
                 chunk = sock.recv(READ_SIZE)
