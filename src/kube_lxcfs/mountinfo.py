@@ -7,6 +7,7 @@ daemon's mount-point checks and the repair of containers' mounts.
 
 from __future__ import annotations
 
+import errno
 import re
 from dataclasses import dataclass
 
@@ -18,6 +19,10 @@ _OCTAL = re.compile(r"\\([0-7]{3})")
 class MountinfoError(KubeLxcfsError, ValueError):
     """A mountinfo line without the layout proc(5) describes."""
 
+
+STALE_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
+"""What a statvfs of a FUSE mount (or of a file of it) returns once its daemon is gone: the
+daemon's start detaches such a mount, the repair replaces containers' binds of it."""
 
 DELETED_SUFFIX = "//deleted"
 """Appended by the kernel to a path whose dentry was unhashed, e.g. the root of a bind mount

@@ -204,6 +204,31 @@ def test_restart_after_kill_detaches_the_dead_mount(tmp_path: Path) -> None:
         first.stop()
 
 
+def test_restart_after_an_aborted_connection(tmp_path: Path) -> None:
+    """An operator aborts a hung daemon's connection (fusectl); the next daemon takes over."""
+    if os.geteuid() != 0:
+        pytest.skip("FUSE mounts need root")
+    control = tmp_path / "fusectl"
+    control.mkdir()
+    subprocess.run(["mount", "-t", "fusectl", "fusectl", str(control)], check=True)
+    mountpoint = tmp_path / "mnt"
+    first = start_script_daemon(COUNTER_TREE, mountpoint)
+    try:
+        abort = control / str(os.minor(os.stat(mountpoint).st_dev)) / "abort"
+        abort.write_text("1")
+        assert mount_state(mountpoint) is MountState.STALE
+        first.process.wait(10)
+        second = start_script_daemon(COUNTER_TREE, mountpoint)
+        try:
+            assert _header(second.path("proc/counter").read_bytes())[1] == 1
+            assert "dead FUSE mount" in second.log()
+        finally:
+            assert second.stop() == 0
+    finally:
+        first.stop()
+        subprocess.run(["umount", str(control)], check=False)
+
+
 def test_a_live_mount_is_not_taken_over(counter_fs: RunningFs, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(COUNTER_TREE), str(counter_fs.mountpoint)],

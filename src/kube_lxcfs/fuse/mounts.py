@@ -9,13 +9,12 @@ while bind mounts of its files still exist in containers.
 
 from __future__ import annotations
 
-import errno
 import os
 from enum import Enum
 from pathlib import Path
 
 from kube_lxcfs import linux
-from kube_lxcfs.mountinfo import MountEntry, parse_mountinfo
+from kube_lxcfs.mountinfo import STALE_ERRNOS, MountEntry, parse_mountinfo
 
 
 class MountState(Enum):
@@ -42,7 +41,8 @@ def mount_at(path: str | Path, mountinfo_path: str = "/proc/self/mountinfo") -> 
 
 
 def mount_state(path: str | Path) -> MountState:
-    """Classify ``path``; a dead FUSE mount answers every request with ENOTCONN.
+    """Classify ``path``; a dead FUSE mount answers every request with an error of
+    :data:`~kube_lxcfs.mountinfo.STALE_ERRNOS` (ENOTCONN).
 
     ``stat`` alone is not enough: for up to attr_timeout after the daemon died the
     kernel answers it from cached attributes.  STATFS is never cached, so a mount
@@ -56,7 +56,7 @@ def mount_state(path: str | Path) -> MountState:
     except FileNotFoundError:
         return MountState.MISSING
     except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
+        if exc.errno in STALE_ERRNOS:
             return MountState.STALE
         raise
     return MountState.MOUNTED

@@ -24,7 +24,7 @@ from pathlib import Path
 from prometheus_client import write_to_textfile
 
 from kube_lxcfs.defaults import STATE_DIR
-from kube_lxcfs.mountinfo import parse_mountinfo, topmost_at
+from kube_lxcfs.mountinfo import STALE_ERRNOS, parse_mountinfo, topmost_at
 from kube_lxcfs.repair.engine import (
     RepairError,
     RepairMetrics,
@@ -32,7 +32,6 @@ from kube_lxcfs.repair.engine import (
     forget_unused_generations,
     repair,
 )
-from kube_lxcfs.repair.plan import STALE_ERRNOS
 
 log = logging.getLogger("kube_lxcfs.repair")
 

@@ -12,17 +12,13 @@ inside the namespace) confirms as stale (ENOTCONN: its daemon is dead).
 
 from __future__ import annotations
 
-import errno
 import os
 import posixpath
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from kube_lxcfs.mountinfo import MountEntry, is_visible, topmost_at
-
-STALE_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
-"""What a statvfs of a file of a FUSE connection whose daemon died returns."""
+from kube_lxcfs.mountinfo import STALE_ERRNOS, MountEntry, is_visible, topmost_at
 
 
 class State(StrEnum):
