@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from kube_lxcfs.fuse.metrics import AgentMetrics
+from kube_lxcfs.repair.engine import RepairMetrics, Report
 from kube_lxcfs.webhook.metrics import WebhookMetrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy/grafana/kube-lxcfs.json"
@@ -23,12 +24,10 @@ def _exported() -> set[str]:
     class Stats:
         answered = failed = 0
 
-    class Repair:
-        def snapshot(self) -> tuple[dict[str, int], float]:
-            return {"passes": 0, "failed": 0}, 0.0
-
     agent.watch_listener(Stats())
-    agent.watch_repair(Repair())
+    repair = RepairMetrics()
+    repair.record(Report(outcomes=[], seconds=0.0))
+    agent.watch_repair(repair)
     text = agent.exposition().decode() + WebhookMetrics().render().decode()
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1].isalpha()}
     for line in text.splitlines():  # families with no sample yet (labelled, never counted)
