@@ -34,7 +34,7 @@ TIME_FILES = ("proc/uptime", "proc/stat", "proc/loadavg", "proc/diskstats")
 @pytest.fixture(scope="module")
 def busybox() -> str:
     if BUSYBOX is None:
-        pytest.fail("busybox is missing: apt-get install busybox (deps/apt/test.txt)")
+        pytest.fail("busybox is missing: apt-get install busybox (busybox-static, deps/apt/vm.txt)")
     return BUSYBOX
 
 

@@ -12,7 +12,7 @@ from cluster.control_plane import wait_until
 
 from . import images
 from .node import Node
-from .test_node_install import _fuse_mounts
+from .test_node_install import assert_nothing_left
 from .workloads import (
     INSTALL_NAMESPACE,
     REPO,
@@ -57,11 +57,4 @@ def test_helm_install_walkthrough_and_uninstall(node: Node, make_namespace) -> N
     finally:
         _helm(node, helm, "uninstall", "kube-lxcfs", "--namespace", INSTALL_NAMESPACE, "--wait")
         node.kubectl("delete", "namespace", INSTALL_NAMESPACE, "--wait=true", timeout=180)
-    assert not node.get("mutatingwebhookconfigurations")["items"]
-    wait_until(lambda: not _fuse_mounts(node), 60, "no FUSE mount left on the node")
-    assert not list(node.host_path("/var/lib/lxcfs").iterdir())
-    wait_until(
-        lambda: not list(node.host_path("/run/kube-lxcfs").rglob("*")),
-        30,
-        "no state left in /run/kube-lxcfs",
-    )
+    assert_nothing_left(node)

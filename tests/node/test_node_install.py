@@ -32,6 +32,7 @@ from .workloads import (
     apply,
     check_installed,
     check_resize,
+    container_log,
     delete_enabled_namespaces,
     deployment,
     deployment_pod,
@@ -52,7 +53,6 @@ from .workloads import (
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
 LIMIT_LINE = "MemTotal: 1048576 kB"
-DISCONNECTED = "Transport endpoint is not connected"
 # Reads /proc/meminfo five times a second; every line goes to the container log, which the
 # kubelet timestamps: the test reads what the app saw and when.
 READER = ["sh", "-c", "while :; do head -n1 /proc/meminfo 2>&1 | tr -s ' '; sleep 0.2; done"]
@@ -100,31 +100,10 @@ def _new_agent_ready(node: Node, old: str) -> datetime.datetime:
     return wait_until(ready, 120, "the new agent pod to be Ready", interval=0.3)
 
 
-def _reads(node: Node, namespace: str, name: str) -> list[tuple[datetime.datetime, str]]:
-    logs = node.kubectl("logs", "--timestamps", "-n", namespace, name).stdout
-    result = []
-    for line in logs.splitlines():
-        stamp, _, text = line.partition(" ")
-        result.append((parse_time(stamp), text))
-    return result
-
-
 def _check_reads_recover(node: Node, namespace: str, name: str, ready: datetime.datetime) -> None:
     """Within 5 s of the new agent's Ready the app reads its limit, and nothing else after."""
-    settle = ready + datetime.timedelta(seconds=8)
-    wait_until(
-        lambda: any(t > settle for t, _ in _reads(node, namespace, name)),
-        30,
-        "reads 8 s after the new agent became Ready",
-        interval=0.5,
-    )
-    after = [(t, text) for t, text in _reads(node, namespace, name) if t >= ready]
-    first_good = next((t for t, text in after if text == LIMIT_LINE), None)
-    assert first_good is not None, after[-10:]
-    assert (first_good - ready).total_seconds() <= 5, (ready, after[:30])
-    wrong = [(t.isoformat(), text) for t, text in after if t >= first_good and text != LIMIT_LINE]
-    assert not wrong, wrong[:10]
-    assert not any(DISCONNECTED in text for t, text in after if t >= first_good)
+    first_good = _limit_read_again(node, namespace, name, ready, settle_seconds=8, timeout=30)
+    assert (first_good - ready).total_seconds() <= 5, ready
 
 
 def test_agent_restart_and_upgrade_while_an_app_reads(installed: Node, make_namespace) -> None:
@@ -250,17 +229,24 @@ def test_a_hung_agent_is_restarted_by_its_liveness_probe_and_pods_read_again(
 
 
 def _limit_read_again(
-    node: Node, namespace: str, name: str, started: datetime.datetime
+    node: Node,
+    namespace: str,
+    name: str,
+    started: datetime.datetime,
+    *,
+    settle_seconds: float = 12,
+    timeout: float = 60,
 ) -> datetime.datetime:
-    """When the app first read its limit after the agent's restart; nothing else after."""
-    settle = started + datetime.timedelta(seconds=12)
+    """When the app first read its limit after ``started``; nothing else (no host figure, no
+    disconnected mount) after that, over ``settle_seconds`` of reads."""
+    settle = started + datetime.timedelta(seconds=settle_seconds)
     wait_until(
-        lambda: any(t > settle for t, _ in _reads(node, namespace, name)),
-        60,
-        "reads 12 s after the agent restarted",
+        lambda: any(t > settle for t, _ in container_log(node, namespace, name)),
+        timeout,
+        f"reads {settle_seconds:g} s after {started.isoformat()}",
         interval=0.5,
     )
-    after = [(t, text) for t, text in _reads(node, namespace, name) if t >= started]
+    after = [(t, text) for t, text in container_log(node, namespace, name) if t >= started]
     first_good = next((t for t, text in after if text == LIMIT_LINE), None)
     assert first_good is not None, after[-10:]
     wrong = [(t.isoformat(), text) for t, text in after if t >= first_good and text != LIMIT_LINE]
@@ -390,6 +376,19 @@ def test_without_replicas_creation_follows_the_failure_policy(
 # -- uninstall ----------------------------------------------------------------------------
 
 
+def assert_nothing_left(node: Node) -> None:
+    """After an uninstall: no webhook configuration, FUSE mount, mount-dir entry or state."""
+    assert not node.get("mutatingwebhookconfigurations")["items"]
+    wait_until(lambda: not _fuse_mounts(node), 60, "no FUSE mount left on the node")
+    assert not list(node.host_path("/var/lib/lxcfs").iterdir())
+    # The stopping agent removes its record after scanning every mount namespace.
+    wait_until(
+        lambda: not list(node.host_path("/run/kube-lxcfs").rglob("*")),
+        30,
+        "no state left in /run/kube-lxcfs",
+    )
+
+
 def _fuse_mounts(node: Node) -> list[str]:
     """FUSE mounts in the node's mount namespace (where the kubelet and the pods' sources are)."""
     assert node.holder is not None
@@ -417,15 +416,7 @@ def test_uninstall_leaves_nothing_and_installing_again_works(
 
     kube_lxcfs(node, "uninstall", *IMAGE_OPTIONS, "--wait")
     assert node.kubectl("get", "namespace", INSTALL_NAMESPACE, check=False).returncode != 0
-    assert not node.get("mutatingwebhookconfigurations")["items"]
-    wait_until(lambda: not _fuse_mounts(node), 60, "no FUSE mount left on the node")
-    assert not list(node.host_path("/var/lib/lxcfs").iterdir())
-    # The stopping agent removes its record after scanning every mount namespace.
-    wait_until(
-        lambda: not list(node.host_path("/run/kube-lxcfs").rglob("*")),
-        30,
-        "no state left in /run/kube-lxcfs",
-    )
+    assert_nothing_left(node)
     wait_until(lambda: not _pod_cgroups(ours), 60, "the cgroups of our pods to be removed")
 
     namespace = make_namespace("after", ENABLED)

@@ -36,7 +36,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kube_lxcfs.errors import KubeLxcfsError
 from kube_lxcfs.vfs import HostAnswerRefused, Node, VirtualTree
@@ -65,6 +65,7 @@ class OpenFile:
 
 
 CallerPid = Callable[[], int]
+T = TypeVar("T")
 
 SNAPSHOT_BUDGET = 32 << 20
 """Bytes the per-open snapshots may hold together, each counted with :data:`ENTRY_COST`.
@@ -172,16 +173,10 @@ class TreeOperations:
         recent = self._sizes.get(key)
         if recent is not None and now - recent[0] < SIZE_REUSE_NS:
             return recent[1]
-        self.in_flight += 1
         try:
-            size = self.tree.text_length(path, pid)
-        except HostAnswerRefused:
+            size = self._ask(self.tree.text_length, path)
+        except FuseError:
             size = 0
-        except Exception:
-            self._bug(path, pid)
-            size = 0
-        finally:
-            self.in_flight -= 1
         sizes = self._sizes
         sizes.pop(key, None)
         sizes[key] = (now, size)
@@ -249,10 +244,14 @@ class TreeOperations:
             self._kept_bytes -= len(dropped.snapshot or b"") + ENTRY_COST
 
     def _render(self, path: str) -> bytes:
+        return self._ask(self.tree.read, path)
+
+    def _ask(self, question: Callable[[str, int], T], path: str) -> T:
+        """``question(path, caller)`` of the tree, counted in flight; faults become EIO."""
         pid = self.caller_pid()
         self.in_flight += 1
         try:
-            return self.tree.read(path, pid)
+            return question(path, pid)
         except HostAnswerRefused:
             raise FuseError(errno.EIO) from None  # --on-render-error=eio, logged by the tree
         except Exception:
